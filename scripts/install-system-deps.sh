@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tsbuild's tests use. Idempotent: packages already
+# present are not reinstalled, and apt-get update runs only when something is missing.
+set -euo pipefail
+
+PACKAGES=(runc busybox-static docker.io skopeo umoci docker-registry pigz zstd util-linux tar)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system deps: all present (${PACKAGES[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system deps: missing ${missing[*]}; run this script as root to install them" >&2
+  exit 1
+fi
+
+echo "system deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The docker-registry package starts a service on :5000 on install in some setups;
+# tests start their own registries on ports they choose, so leave any such service alone.
+echo "system deps: done"
