@@ -1,1 +1,2 @@
 export const packageName = '@tsbuild/snapshotter';
+export * from './content/index.js';
