@@ -68,3 +68,146 @@ export class WriterClosedError extends SnapshotterError {
     super(`content writer ${JSON.stringify(ref)} is closed: expected an open writer, found one already ${state}`);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Snapshots, diff, apply (src/snapshots, src/diff, src/tar, src/apply)
+// ---------------------------------------------------------------------------
+
+/** No active, view or committed snapshot has this key. */
+export class SnapshotNotFoundError extends SnapshotterError {
+  override name = 'SnapshotNotFoundError';
+  readonly code = 'NOT_FOUND' as const;
+  constructor(readonly key: string, options?: ErrorOptions) {
+    super(`snapshot ${JSON.stringify(key)} not found: expected an existing snapshot key`, options);
+  }
+}
+
+/** A snapshot with this key (active, view or committed) already exists. */
+export class SnapshotExistsError extends SnapshotterError {
+  override name = 'SnapshotExistsError';
+  readonly code = 'ALREADY_EXISTS' as const;
+  constructor(readonly key: string, readonly kind: string) {
+    super(`snapshot ${JSON.stringify(key)} already exists: expected a new key, found a ${kind} snapshot`);
+  }
+}
+
+/** The snapshot is in the wrong state for the operation (e.g. parent not committed, remove with children). */
+export class SnapshotStateError extends SnapshotterError {
+  override name = 'SnapshotStateError';
+  readonly code = 'FAILED_PRECONDITION' as const;
+  constructor(readonly key: string, readonly expected: string, readonly found: string) {
+    super(`snapshot ${JSON.stringify(key)}: expected ${expected}, found ${found}`);
+  }
+}
+
+/** A caller-supplied argument is malformed (empty key, unknown backend, ...). */
+export class SnapshotArgumentError extends SnapshotterError {
+  override name = 'SnapshotArgumentError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly argument: string, readonly expected: string, readonly found: string) {
+    super(`invalid ${argument}: expected ${expected}, found ${found}`);
+  }
+}
+
+/** A host tool needed for the operation is missing; names the Debian package that provides it. */
+export class MissingToolError extends SnapshotterError {
+  override name = 'MissingToolError';
+  readonly code = 'FAILED_PRECONDITION' as const;
+  constructor(readonly tool: string, readonly debianPackage: string) {
+    super(`host tool ${tool} not found: expected it on PATH (install the Debian package "${debianPackage}")`);
+  }
+}
+
+/** A mount/umount/mknod/cp/getfattr/setfattr call failed. */
+export class SystemCommandError extends SnapshotterError {
+  override name = 'SystemCommandError';
+  readonly code = 'INTERNAL' as const;
+  constructor(readonly argv: readonly string[], readonly exitCode: number | null, readonly stderr: string) {
+    super(`${argv[0]} failed: expected exit code 0, found ${exitCode ?? 'signal'}: ${stderr.trim().slice(0, 500)}`);
+  }
+}
+
+/**
+ * A layer entry would write outside the target directory (`..`, a symlink parent that
+ * leaves the root, a hardlink to a path outside) or is otherwise unsafe/invalid
+ * (`.wh..`, `trusted.*` xattrs). The whole layer is refused.
+ */
+export class UnsafeLayerError extends SnapshotterError {
+  override name = 'UnsafeLayerError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly entry: string, readonly reason: string) {
+    super(`unsafe layer entry ${JSON.stringify(entry)}: ${reason}`);
+  }
+}
+
+/** The tar stream is malformed (bad checksum, truncated, unsupported entry type). */
+export class InvalidTarError extends SnapshotterError {
+  override name = 'InvalidTarError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly offset: number, readonly reason: string) {
+    super(`invalid tar at byte ${offset}: ${reason}`);
+  }
+}
+
+/** An image reference does not follow Docker's reference grammar. */
+export class InvalidReferenceError extends SnapshotterError {
+  override name = 'InvalidReferenceError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly ref: string, readonly reason: string) {
+    super(`invalid reference format ${JSON.stringify(ref.slice(0, 300))}: ${reason}`);
+  }
+}
+
+/** A manifest, index or config has the wrong shape or media type (CVE-2021-41190 class included). */
+export class InvalidManifestError extends SnapshotterError {
+  override name = 'InvalidManifestError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly digest: string, readonly reason: string, options?: ErrorOptions) {
+    super(`invalid image content ${digest}: ${reason}`, options);
+  }
+}
+
+/** A JSON document is larger than the cap allowed before parsing. */
+export class ContentTooLargeError extends SnapshotterError {
+  override name = 'ContentTooLargeError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly what: string, readonly limit: number, readonly actual: number) {
+    super(`${what} is too large: expected at most ${limit} bytes, found ${actual}`);
+  }
+}
+
+/** An index has no manifest for the requested platform. */
+export class NoMatchingPlatformError extends SnapshotterError {
+  override name = 'NoMatchingPlatformError';
+  readonly code = 'NOT_FOUND' as const;
+  constructor(readonly platform: string, readonly available: readonly string[]) {
+    super(`no match for platform ${platform}; available: ${available.length === 0 ? '(none)' : available.join(', ')}`);
+  }
+}
+
+/** A lock file stayed held by a live process for too long. */
+export class LockTimeoutError extends SnapshotterError {
+  override name = 'LockTimeoutError';
+  readonly code = 'FAILED_PRECONDITION' as const;
+  constructor(readonly path: string, readonly waitedMs: number, readonly holderPid: number | undefined) {
+    super(`lock ${path} still held after ${waitedMs} ms: expected it to be released, found it held${holderPid === undefined ? '' : ` by pid ${holderPid}`}`);
+  }
+}
+
+/** No image has this name or digest. */
+export class ImageNotFoundError extends SnapshotterError {
+  override name = 'ImageNotFoundError';
+  readonly code = 'NOT_FOUND' as const;
+  constructor(readonly ref: string) {
+    super(`image ${JSON.stringify(ref)} not found`);
+  }
+}
+
+/** A docker-archive or OCI archive is malformed or hostile. */
+export class InvalidArchiveError extends SnapshotterError {
+  override name = 'InvalidArchiveError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly member: string | undefined, readonly reason: string, options?: ErrorOptions) {
+    super(`invalid image archive${member === undefined ? '' : ` (member ${JSON.stringify(member.slice(0, 300))})`}: ${reason}`, options);
+  }
+}

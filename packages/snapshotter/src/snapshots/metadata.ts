@@ -1,0 +1,146 @@
+/**
+ * Crash-safe snapshot metadata shared by processes: one small JSON per snapshot
+ * (`metadata/<sha256(key)>.json`, written temp + fsync + rename + fsync(dir)) and a
+ * lock file (`lock`, O_EXCL, holding the owner's pid; a lock whose owner is dead is
+ * broken) that serialises every mutation.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readFile, readdir, rename, unlink, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SnapshotRecord } from './types.js';
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes a file atomically and durably. */
+export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const dir = join(path, '..');
+  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dir);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class MetaStore {
+  private readonly dir: string;
+  private readonly lockPath: string;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly root: string) {
+    this.dir = join(root, 'metadata');
+    this.lockPath = join(root, 'lock');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  private async acquire(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fh = await open(this.lockPath, 'wx', 0o600);
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const owner = Number.parseInt(await readFile(this.lockPath, 'utf8').catch(() => ''), 10);
+      if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && !alive(owner)) {
+        // Stale lock of a crashed process: break it by renaming (only one breaker wins).
+        const grave = `${this.lockPath}.stale-${randomBytes(4).toString('hex')}`;
+        const ok = await rename(this.lockPath, grave).then(
+          () => true,
+          () => false,
+        );
+        if (ok) {
+          const again = await readFile(grave, 'utf8').catch(() => '');
+          if (again.trim() === String(owner)) await unlink(grave).catch(() => undefined);
+          else await rename(grave, this.lockPath).catch(() => undefined);
+        }
+        continue;
+      }
+      await sleep(Math.min(50, 2 + attempt));
+    }
+  }
+
+  /** Runs fn holding the cross-process lock (and serialised within this process). */
+  withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(async () => {
+      await this.acquire();
+      try {
+        return await fn();
+      } finally {
+        await unlink(this.lockPath);
+      }
+    });
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private file(key: string): string {
+    return join(this.dir, createHash('sha256').update(key).digest('hex') + '.json');
+  }
+
+  async get(key: string): Promise<SnapshotRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(this.file(key), 'utf8')) as SnapshotRecord;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async put(rec: SnapshotRecord): Promise<void> {
+    await writeFileAtomic(this.file(rec.key), JSON.stringify(rec));
+  }
+
+  async del(key: string): Promise<void> {
+    await unlink(this.file(key));
+    await fsyncDir(this.dir);
+  }
+
+  async all(): Promise<SnapshotRecord[]> {
+    const names = await readdir(this.dir);
+    const out: SnapshotRecord[] = [];
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue;
+      try {
+        out.push(JSON.parse(await readFile(join(this.dir, n), 'utf8')) as SnapshotRecord);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Allocates a short, never-reused directory id (must hold the lock). */
+  async nextId(): Promise<string> {
+    const p = join(this.root, 'next-id');
+    const cur = Number.parseInt(await readFile(p, 'utf8').catch(() => '1'), 10) || 1;
+    await writeFileAtomic(p, String(cur + 1));
+    return cur.toString(36);
+  }
+}

@@ -1,0 +1,85 @@
+/** Turning lstat results into deterministic tar entries. */
+import type { BigIntStats } from 'node:fs';
+import { readlinkSync } from 'node:fs';
+import type { Xattrs } from './system.js';
+import type { TarEntry } from './types.js';
+import { splitDev } from './walk.js';
+
+/** Options shared by every tree → tar conversion. */
+export interface EntryOptions {
+  /** Clamp mtimes to min(mtime, sourceDateEpoch) (seconds). */
+  sourceDateEpoch?: number;
+}
+
+/** Overlay's private xattrs: never written to a layer. */
+export function isOverlayPrivateXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
+}
+
+/** Drops overlay-private xattrs; returns undefined when nothing is left. */
+export function publicXattrs(x: Xattrs | undefined): Xattrs | undefined {
+  if (!x) return undefined;
+  const out: Xattrs = new Map();
+  for (const [k, v] of x) if (!isOverlayPrivateXattr(k)) out.set(k, v);
+  return out.size ? out : undefined;
+}
+
+export function entryMtime(st: BigIntStats, opts: EntryOptions): number {
+  const sec = Number(st.mtimeNs / 1_000_000_000n);
+  const s = Math.max(0, sec);
+  return opts.sourceDateEpoch === undefined ? s : Math.min(s, opts.sourceDateEpoch);
+}
+
+/**
+ * The tar entry for one filesystem object (not yet hardlink-resolved). Returns
+ * undefined for sockets, which tar cannot represent.
+ */
+export function fsEntry(rel: string, abs: string, st: BigIntStats, xattrs: Xattrs | undefined, opts: EntryOptions): TarEntry | undefined {
+  const base = {
+    path: rel,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: 0,
+    mtime: entryMtime(st, opts),
+  };
+  const xa = publicXattrs(xattrs);
+  const e: TarEntry = ((): TarEntry | undefined => {
+    if (st.isFile()) return { ...base, type: 'file', size: Number(st.size), source: abs };
+    if (st.isDirectory()) return { ...base, type: 'directory' };
+    if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: readlinkSync(abs, 'utf8') };
+    if (st.isFIFO()) return { ...base, type: 'fifo' };
+    if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const { major, minor } = splitDev(st.rdev);
+      return { ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor };
+    }
+    return undefined;
+  })() as TarEntry;
+  if (!e) return undefined;
+  if (xa) e.xattrs = xa;
+  return e;
+}
+
+/** Whiteout / opaque marker entry: empty regular file, mode 0, owner 0, mtime 0. */
+export function markerEntry(path: string): TarEntry {
+  return { path, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0 };
+}
+
+/**
+ * Emits the second and later paths of one inode as hardlinks to the first (callers feed
+ * entries in output order, so the result is deterministic).
+ */
+export class HardlinkTracker {
+  private readonly seen = new Map<string, string>();
+  resolve(e: TarEntry, st: BigIntStats): TarEntry {
+    if (e.type === 'directory' || st.nlink < 2n) return e;
+    const id = `${st.dev}:${st.ino}`;
+    const first = this.seen.get(id);
+    if (first === undefined) {
+      this.seen.set(id, e.path);
+      return e;
+    }
+    const { source: _source, ...rest } = e;
+    return { ...rest, type: 'link', size: 0, linkname: first };
+  }
+}
