@@ -1,2 +1,3 @@
 export const packageName = '@tsbuild/snapshotter';
 export * from './content/index.js';
+export * from './image/index.js';
