@@ -1,0 +1,95 @@
+import { createHash } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ContentInfo, ContentWriter, Digest } from '../content/index.js';
+import { InvalidLayerOptionError } from './errors.js';
+import { gzipParallel } from './gzip-parallel.js';
+import { MediaTypes, type Compression, type LayerDescriptor } from './types.js';
+import { zstdCompressStream } from './zstd.js';
+
+/** The part of the content store that writeLayer needs (ContentStore satisfies it). */
+export interface LayerIngester {
+  writer(opts?: { ref?: string }): Promise<ContentWriter>;
+}
+
+/** Options of {@link writeLayer}. */
+export interface WriteLayerOptions {
+  /** Default 'gzip'. */
+  compression?: Compression;
+  /** gzip 0-9 (default 4, see README), zstd -7..22 except 0 (default 3); ignored for 'uncompressed'. */
+  level?: number;
+  /** Aborts the pass; the ingest is dropped and nothing is committed. */
+  signal?: AbortSignal;
+}
+
+/** Hashes and counts what passes through. */
+class HashTap extends Transform {
+  readonly hash = createHash('sha256');
+  size = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+async function makeCompressor(compression: Compression, level: number | undefined): Promise<Transform | undefined> {
+  switch (compression) {
+    case 'gzip':
+      return gzipParallel(level === undefined ? {} : { level });
+    case 'zstd':
+      return zstdCompressStream(level === undefined ? {} : { level });
+    case 'uncompressed':
+      return undefined;
+    default: {
+      const never: never = compression;
+      throw new InvalidLayerOptionError('compression', "'gzip', 'zstd' or 'uncompressed'", never);
+    }
+  }
+}
+
+const MEDIA_TYPE: Record<Compression, string> = {
+  gzip: MediaTypes.layerGzip,
+  zstd: MediaTypes.layerZstd,
+  uncompressed: MediaTypes.layer,
+};
+
+/**
+ * Streams a layer tar into the content store in one pass: the diffID (sha256 of the
+ * tar), the compression, and the blob digest and size are computed while the blob is
+ * written to an ingest, which is committed with the expected digest and size (the store
+ * verifies them). Memory stays bounded: every stage is backpressured.
+ * On any failure or abort the ingest is dropped and the error is rethrown.
+ */
+export async function writeLayer(tar: Readable, store: LayerIngester, opts: WriteLayerOptions = {}): Promise<LayerDescriptor> {
+  const compression = opts.compression ?? 'gzip';
+  const compressor = await makeCompressor(compression, opts.level);
+  opts.signal?.throwIfAborted();
+  const writer = await store.writer();
+  const blob = new HashTap();
+  let info: ContentInfo;
+  let diffId: Digest;
+  let uncompressedSize: number;
+  try {
+    const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
+      for await (const chunk of source) await writer.write(chunk);
+    };
+    const popts = opts.signal === undefined ? {} : { signal: opts.signal };
+    if (compressor === undefined) {
+      await pipeline(tar, blob, sink, popts);
+      diffId = `sha256:${blob.hash.digest('hex')}`;
+      uncompressedSize = blob.size;
+    } else {
+      const diff = new HashTap();
+      await pipeline(tar, diff, compressor, blob, sink, popts);
+      diffId = `sha256:${diff.hash.digest('hex')}`;
+      uncompressedSize = diff.size;
+    }
+    const digest: Digest = compressor === undefined ? diffId : `sha256:${blob.hash.digest('hex')}`;
+    info = await writer.commit({ digest, size: blob.size });
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  return { mediaType: MEDIA_TYPE[compression], digest: info.digest, size: info.size, diffId, uncompressedSize };
+}
