@@ -1,0 +1,146 @@
+/** The runc backend: one `runc run` (foreground, no terminal) per step. */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError, ExecutorError } from './errors.js';
+import { prepareStep } from './prepare.js';
+import { runTool, spawnStreaming } from './process.js';
+import { buildRuncSpec } from './runc-spec.js';
+import type { Executor, RunRequest, RunResult } from './types.js';
+
+/** Host facts the runc backend was created with. */
+export interface RuncConfig {
+  runc: string;
+  stateDir: string;
+}
+
+interface RuncLogLine {
+  level?: string;
+  msg?: string;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch (err) {
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function runcErrors(logFile: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(logFile, 'utf8');
+  } catch (err) {
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    let parsed: RuncLogLine;
+    try {
+      parsed = JSON.parse(line) as RuncLogLine;
+    } catch {
+      out.push(line);
+      continue;
+    }
+    if (parsed.level === 'error' || parsed.level === 'fatal') out.push(parsed.msg ?? line);
+  }
+  return out;
+}
+
+/** Runs steps with runc, using a private `--root` state dir under `stateDir`. */
+export class RuncExecutor implements Executor {
+  readonly name = 'runc' as const;
+  readonly #cfg: RuncConfig;
+  readonly #runcRoot: string;
+
+  constructor(cfg: RuncConfig) {
+    this.#cfg = cfg;
+    this.#runcRoot = join(cfg.stateDir, 'runc');
+  }
+
+  /** The `runc --root` directory (for `runc --root X list` in tests and diagnostics). */
+  get runcRoot(): string {
+    return this.#runcRoot;
+  }
+
+  async run(req: RunRequest): Promise<RunResult> {
+    if (req.signal?.aborted === true) throw new AbortError(undefined, { cause: req.signal.reason });
+    const id = `tsbuild-${randomBytes(8).toString('hex')}`;
+    const bundle = join(this.#cfg.stateDir, 'bundles', id);
+    await mkdir(this.#runcRoot, { recursive: true, mode: 0o700 });
+    await mkdir(bundle, { recursive: true, mode: 0o700 });
+    try {
+      const prepared = await prepareStep(req, bundle);
+      const spec = buildRuncSpec({
+        rootfs: req.rootfs,
+        process: req.process,
+        network: req.network,
+        prepared,
+        cgroupsPath: `/tsbuild/${id}`,
+      });
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+      const logFile = join(bundle, 'runc.log');
+      const child = spawnStreaming(
+        this.#cfg.runc,
+        ['--root', this.#runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id],
+        { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: req.stdin, onStdout: req.onStdout, onStderr: req.onStderr },
+      );
+      let aborted = false;
+      let killer: Promise<void> | undefined;
+      const onAbort = (): void => {
+        aborted = true;
+        killer = this.#killUntilGone(id, child.done, () => child.kill('SIGKILL'));
+      };
+      req.signal?.addEventListener('abort', onAbort, { once: true });
+      let code: number;
+      try {
+        code = await child.done;
+      } finally {
+        req.signal?.removeEventListener('abort', onAbort);
+      }
+      if (killer !== undefined) await killer;
+      if (aborted) throw new AbortError(undefined, { cause: req.signal?.reason });
+      if (code !== 0) {
+        const errors = await runcErrors(logFile);
+        if (errors.length > 0) {
+          const msg = errors.join('; ');
+          // runc failing to start the process is the step's fault (bad argv/cwd), anything else is ours.
+          const kind = /unable to start container process/.test(msg) ? 'FAILED_PRECONDITION' : 'INTERNAL';
+          throw new ExecutorError(kind, `runc failed to run the step: ${msg}`);
+        }
+      }
+      return { exitCode: code, createdStubs: prepared.stubs };
+    } finally {
+      await this.#cleanup(id, bundle);
+    }
+  }
+
+  /** Sends SIGKILL through runc until the `runc run` process exits (the container may still be starting). */
+  async #killUntilGone(id: string, done: Promise<number>, hardKill: () => void): Promise<void> {
+    let finished = false;
+    void done.then(
+      () => { finished = true; },
+      () => { finished = true; },
+    );
+    const deadline = Date.now() + 2000;
+    while (!finished && Date.now() < deadline) {
+      // Fails while the container is not created yet or already stopped; both are retried/finished below.
+      await runTool(this.#cfg.runc, ['--root', this.#runcRoot, 'kill', id, 'KILL']);
+      await Promise.race([done.then(() => undefined, () => undefined), sleep(50)]);
+    }
+    if (!finished) hardKill();
+  }
+
+  async #cleanup(id: string, bundle: string): Promise<void> {
+    if (await exists(join(this.#runcRoot, id))) {
+      await runTool(this.#cfg.runc, ['--root', this.#runcRoot, 'delete', '--force', id], { check: true });
+    }
+    await rm(bundle, { recursive: true, force: true });
+  }
+}
