@@ -2,3 +2,29 @@ export const packageName = '@tsbuild/snapshotter';
 export * from './content/index.js';
 export * from './layer/index.js';
 export * from './image/index.js';
+
+// Snapshots, diff, apply (src/snapshots, src/diff, src/tar, src/apply)
+/** Snapshotter interface (containerd model), overlay/copy backends and mount helpers. */
+export type { Mount, SnapshotInfo, Usage, Snapshotter } from './snapshots/types.js';
+export { openSnapshotter, type OpenSnapshotterOptions } from './snapshots/snapshotter.js';
+export { mountAll, unmountAll, withMount } from './snapshots/mount.js';
+/** Differ: snapshot → deterministic tar → layer blob. */
+export { exportLayer, diffTarStream, type ExportOptions } from './diff/export.js';
+export { DEFAULT_MOUNT_STUBS } from './diff/diff-entries.js';
+/** Deterministic tar of a whole directory tree, and a binary-safe tar reader. */
+export { treeTarStream } from './tar/tree.js';
+export { readTar, type ReadEntry } from './tar/reader.js';
+export type { TarEntry, TarEntryType } from './tar/types.js';
+/** Applier: layer tar → directory / snapshots. */
+export { applyLayer, type ApplyOptions, type ApplyResult } from './apply/apply-layer.js';
+export { unpackImage, chainId } from './apply/unpack.js';
+export {
+  SnapshotNotFoundError,
+  SnapshotExistsError,
+  SnapshotStateError,
+  SnapshotArgumentError,
+  MissingToolError,
+  SystemCommandError,
+  UnsafeLayerError,
+  InvalidTarError,
+} from './errors.js';

@@ -1,0 +1,263 @@
+/**
+ * Unpacks an uncompressed layer tar onto a directory, honouring OCI whiteouts and
+ * refusing every entry that would write outside the directory.
+ *
+ * Safety rules (each violation throws UnsafeLayerError naming the entry):
+ *  - names are taken relative to the target (a leading `/` is stripped, as Docker does);
+ *    a `..` component is refused;
+ *  - parent components are resolved inside the target as if chrooted: an absolute
+ *    symlink target is re-rooted at the target, a relative one that climbs above the
+ *    target is refused, as is a non-directory parent;
+ *  - hardlink targets are resolved the same way and must exist (never a directory);
+ *  - `.wh.`, `.wh..`, `.wh...` and whiteouts containing `/` are invalid; `trusted.*`
+ *    xattrs from archives are refused.
+ * Not transactional by itself: apply into a fresh directory / prepared snapshot and
+ * discard it on failure (unpackImage does exactly that).
+ */
+import { constants } from 'node:fs';
+import { lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, chmod, chown, utimes } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { join } from 'node:path';
+import { UnsafeLayerError } from '../errors.js';
+import { readTar } from '../tar/reader.js';
+import type { ReadEntry } from '../tar/reader.js';
+import { run, writeXattrs } from '../tar/system.js';
+import type { Xattrs } from '../tar/system.js';
+
+/** Options of applyLayer. */
+export interface ApplyOptions {
+  /**
+   * Applying into an overlay upperdir: write whiteouts as char 0/0 devices and opaque
+   * dirs as `trusted.overlay.opaque=y` instead of deleting from the target.
+   */
+  overlayWhiteouts?: boolean;
+  signal?: AbortSignal;
+}
+
+/** What applyLayer did. */
+export interface ApplyResult {
+  entries: number;
+}
+
+const MAX_SYMLINK_FOLLOWS = 40;
+const WH = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+async function lstatOrUndefined(p: string) {
+  try {
+    return await lstat(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** Splits an archive name into safe components, or throws. */
+function components(entryName: string, name: string): string[] {
+  const parts = name.split('/').filter((c) => c !== '' && c !== '.');
+  if (parts.includes('..')) throw new UnsafeLayerError(entryName, 'expected a path inside the layer root, found a ".." component');
+  return parts;
+}
+
+interface DirMeta {
+  rel: string;
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+}
+
+class Applier {
+  private readonly created = new Set<string>();
+  private readonly dirs: DirMeta[] = [];
+  private readonly xattrs = new Map<string, Xattrs>();
+  private readonly whiteouts: string[] = [];
+  private readonly opaques: string[] = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: ApplyOptions,
+  ) {}
+
+  private abs(parts: readonly string[]): string {
+    return parts.length === 0 ? this.root : join(this.root, ...parts);
+  }
+
+  /**
+   * Resolves directory components inside the root (chroot semantics), creating missing
+   * ones when `create`. Returns the resolved components, or undefined if missing.
+   */
+  private async resolveDir(entryName: string, parts: readonly string[], create: boolean): Promise<string[] | undefined> {
+    const cur: string[] = [];
+    const queue = [...parts];
+    let follows = 0;
+    while (queue.length > 0) {
+      const c = queue.shift()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        if (cur.length === 0) throw new UnsafeLayerError(entryName, 'expected symlinks that stay inside the layer root, found one that leaves it');
+        cur.pop();
+        continue;
+      }
+      const p = this.abs([...cur, c]);
+      const st = await lstatOrUndefined(p);
+      if (!st) {
+        if (!create) return undefined;
+        await mkdir(p, { mode: 0o755 });
+        cur.push(c);
+        continue;
+      }
+      if (st.isSymbolicLink()) {
+        if (++follows > MAX_SYMLINK_FOLLOWS) throw new UnsafeLayerError(entryName, 'expected a resolvable path, found a symlink loop');
+        const target = await readlink(p);
+        if (target.startsWith('/')) cur.length = 0;
+        queue.unshift(...target.split('/'));
+        continue;
+      }
+      if (!st.isDirectory()) throw new UnsafeLayerError(entryName, `expected a directory at ${JSON.stringify(cur.concat(c).join('/'))}, found a non-directory`);
+      cur.push(c);
+    }
+    return cur;
+  }
+
+  async entry(e: ReadEntry): Promise<void> {
+    const name = e.rawName;
+    const parts = components(name, e.path);
+    if (parts.length === 0) {
+      // The root itself: keep the target's own metadata.
+      return;
+    }
+    const base = parts[parts.length - 1]!;
+    const parent = await this.resolveDir(name, parts.slice(0, -1), true);
+    const parentRel = parent!.join('/');
+    if (base.startsWith(WH)) {
+      if (base === OPAQUE) {
+        if (this.opts.overlayWhiteouts) this.opaques.push(parentRel);
+        else await this.emptyDir(parent!, parentRel);
+        return;
+      }
+      const target = base.slice(WH.length);
+      if (target === '' || target === '.' || target === '..') {
+        throw new UnsafeLayerError(name, 'expected a whiteout naming a file, found an invalid whiteout name');
+      }
+      const rel = parentRel === '' ? target : `${parentRel}/${target}`;
+      if (this.opts.overlayWhiteouts) this.whiteouts.push(rel);
+      else if (!this.created.has(rel)) await rm(join(this.abs(parent!), target), { recursive: true, force: true });
+      return;
+    }
+    const rel = parentRel === '' ? base : `${parentRel}/${base}`;
+    const abs = join(this.abs(parent!), base);
+    for (const k of e.xattrs?.keys() ?? []) {
+      if (k.startsWith('trusted.')) throw new UnsafeLayerError(name, `expected no trusted.* xattrs (admin attributes), found ${k}`);
+    }
+    const existing = await lstatOrUndefined(abs);
+    if (existing && !(existing.isDirectory() && e.type === 'directory')) await rm(abs, { recursive: true, force: true });
+    switch (e.type) {
+      case 'directory':
+        if (!existing || !existing.isDirectory()) await mkdir(abs, { mode: 0o700 });
+        this.dirs.push({ rel, uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime });
+        break;
+      case 'file': {
+        const fh = await open(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+          for await (const chunk of e.body) await fh.write(chunk);
+          await fh.chown(e.uid, e.gid);
+          await fh.chmod(e.mode); // after chown: chown clears setuid/setgid
+          await fh.utimes(e.mtime, e.mtime);
+        } finally {
+          await fh.close();
+        }
+        break;
+      }
+      case 'symlink':
+        await symlink(e.linkname ?? '', abs);
+        await lchown(abs, e.uid, e.gid);
+        await lutimes(abs, e.mtime, e.mtime);
+        break;
+      case 'link': {
+        const tparts = components(name, (e.linkname ?? '').replace(/^\/+/, ''));
+        if (tparts.length === 0) throw new UnsafeLayerError(name, 'expected a hardlink to a file, found a link to the root');
+        const tparent = await this.resolveDir(name, tparts.slice(0, -1), false);
+        const tabs = tparent ? join(this.abs(tparent), tparts[tparts.length - 1]!) : undefined;
+        const tst = tabs ? await lstatOrUndefined(tabs) : undefined;
+        if (!tabs || !tst) throw new UnsafeLayerError(name, `expected hardlink target ${JSON.stringify(e.linkname)} inside the layer root, found nothing there`);
+        if (tst.isDirectory()) throw new UnsafeLayerError(name, 'expected a hardlink to a non-directory, found a directory');
+        await link(tabs, abs);
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        const argv = e.type === 'fifo' ? ['mknod', abs, 'p'] : ['mknod', abs, e.type === 'character-device' ? 'c' : 'b', String(e.devmajor ?? 0), String(e.devminor ?? 0)];
+        await run(argv);
+        await lchown(abs, e.uid, e.gid);
+        const st = await lstat(abs);
+        if (!st.isSymbolicLink()) await chmod(abs, e.mode);
+        await lutimes(abs, e.mtime, e.mtime);
+        break;
+      }
+    }
+    if (e.xattrs && e.xattrs.size > 0 && e.type !== 'link') this.xattrs.set(rel, e.xattrs);
+    this.created.add(rel);
+  }
+
+  /** Opaque whiteout without overlay: remove what lower layers put in the directory. */
+  private async emptyDir(parent: string[], parentRel: string): Promise<void> {
+    const dir = this.abs(parent);
+    for (const n of await readdir(dir)) {
+      const rel = parentRel === '' ? n : `${parentRel}/${n}`;
+      if (!this.created.has(rel)) await rm(join(dir, n), { recursive: true, force: true });
+    }
+  }
+
+  /** Is every component of rel a real directory (no symlink swapped in later)? */
+  private async realDirChain(rel: string): Promise<boolean> {
+    const parts = rel.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const st = await lstatOrUndefined(this.abs(parts.slice(0, i)));
+      if (!st || !st.isDirectory()) return false;
+    }
+    return true;
+  }
+
+  async finish(): Promise<void> {
+    if (this.whiteouts.length > 0) {
+      const todo: string[] = [];
+      for (const w of this.whiteouts) if (!(await lstatOrUndefined(join(this.root, w)))) todo.push(w);
+      if (todo.length > 0) await run(['sh', '-c', 'for p; do mknod -- "$p" c 0 0 || exit 1; done', 'sh', ...todo], { cwd: this.root });
+    }
+    for (const o of this.opaques) {
+      const x = this.xattrs.get(o) ?? new Map<string, Buffer>();
+      x.set('trusted.overlay.opaque', Buffer.from('y'));
+      this.xattrs.set(o, x);
+    }
+    if (this.xattrs.size > 0) await writeXattrs(this.root, this.xattrs);
+    // Directory metadata last, deepest first, so creating children does not undo mtimes.
+    const dirs = [...this.dirs].sort((a, b) => (a.rel < b.rel ? 1 : a.rel > b.rel ? -1 : 0));
+    for (const d of dirs) {
+      if (!(await this.realDirChain(d.rel))) continue;
+      const p = join(this.root, d.rel);
+      await chown(p, d.uid, d.gid);
+      await chmod(p, d.mode);
+      await utimes(p, d.mtime, d.mtime);
+    }
+  }
+}
+
+/**
+ * Applies an uncompressed layer tar to `targetDir` (see the module comment for the
+ * safety rules). Throws UnsafeLayerError / InvalidTarError; on error the target may be
+ * partially written, so callers apply into a fresh snapshot and discard it on failure.
+ */
+export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const root = await realpath(targetDir);
+  const a = new Applier(root, opts);
+  let entries = 0;
+  for await (const e of readTar(tar as AsyncIterable<Buffer>)) {
+    opts.signal?.throwIfAborted();
+    await a.entry(e);
+    entries++;
+  }
+  await a.finish();
+  return { entries };
+}

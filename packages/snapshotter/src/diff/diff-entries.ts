@@ -1,0 +1,198 @@
+/**
+ * Computing the tar entries of a snapshot's diff against its parent.
+ *  - overlay: a walk of the upperdir only (cost ∝ what changed), converting overlay
+ *    whiteouts (char 0/0) to `.wh.<name>` and opaque dirs to `<dir>/.wh..wh..opq`;
+ *  - copy: a two-tree compare against the parent's full tree (metadata only).
+ */
+import type { BigIntStats } from 'node:fs';
+import { lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { EntryOptions } from '../tar/from-fs.js';
+import { fsEntry, HardlinkTracker, markerEntry, publicXattrs } from '../tar/from-fs.js';
+import type { Xattrs } from '../tar/system.js';
+import { readTreeXattrs } from '../tar/system.js';
+import type { TarEntry } from '../tar/types.js';
+import { scanTree } from '../tar/walk.js';
+import type { SnapshotLayout } from '../snapshots/snapshotter.js';
+
+/** Mount-point stubs a runtime creates in the rootfs; dropped from diffs when empty and new. */
+export const DEFAULT_MOUNT_STUBS: readonly string[] = ['/proc', '/sys', '/dev', '/dev/shm', '/dev/pts', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
+
+export interface DiffOptions extends EntryOptions {
+  mountStubs?: readonly string[];
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  entry: TarEntry;
+  stat?: BigIntStats;
+  key: Buffer;
+}
+
+function finish(list: Pending[]): TarEntry[] {
+  list.sort((a, b) => Buffer.compare(a.key, b.key));
+  const links = new HardlinkTracker();
+  return list.map((p) => (p.stat ? links.resolve(p.entry, p.stat) : p.entry));
+}
+
+function pending(entry: TarEntry, stat?: BigIntStats): Pending {
+  const p: Pending = { entry, key: Buffer.from(entry.path, 'utf8') };
+  if (stat) p.stat = stat;
+  return p;
+}
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+function join2(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+function baseName(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
+function isOverlayWhiteout(st: BigIntStats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0n;
+}
+
+function isOpaque(x: Xattrs | undefined): boolean {
+  const v = x?.get('trusted.overlay.opaque') ?? x?.get('user.overlay.opaque');
+  return v !== undefined && v.toString('latin1') === 'y';
+}
+
+async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
+  try {
+    return await lstat(p, { bigint: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+/** What the parent view has at `rel` (first lower that has it; stops at overlay whiteouts). */
+async function lowerLookup(lowers: readonly string[], rel: string): Promise<BigIntStats | undefined> {
+  for (const l of lowers) {
+    const st = await lstatOrUndefined(join(l, rel));
+    if (st) return isOverlayWhiteout(st) ? undefined : st;
+  }
+  return undefined;
+}
+
+function sameKind(a: BigIntStats, b: BigIntStats): boolean {
+  return (a.mode & 0o170000n) === (b.mode & 0o170000n);
+}
+
+/** Entries of an overlay snapshot's diff: the upperdir only. */
+export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptions): Promise<TarEntry[]> {
+  const upper = layout.dir;
+  const [nodes, xattrs] = await Promise.all([scanTree(upper, { signal: opts.signal }), readTreeXattrs(upper)]);
+  const children = new Map<string, string[]>();
+  for (const p of nodes.keys()) {
+    const parent = parentOf(p);
+    const list = children.get(parent);
+    if (list) list.push(p);
+    else children.set(parent, [p]);
+  }
+
+  // Mount-point stubs: empty in the upper, and the parent has nothing different there.
+  const dropped = new Set<string>();
+  for (const raw of opts.mountStubs ?? DEFAULT_MOUNT_STUBS) {
+    const stub = raw.replace(/^\/+/, '').replace(/\/+$/, '');
+    const st = nodes.get(stub);
+    if (!st || stub === '') continue;
+    const empty = st.isDirectory() ? (children.get(stub) ?? []).every((c) => dropped.has(c)) : st.isFile() && st.size === 0n;
+    if (!empty || isOpaque(xattrs.get(stub))) continue;
+    const lower = await lowerLookup(layout.parentDirs, stub);
+    if (!lower || (sameKind(lower, st) && (lower.isDirectory() || lower.size === 0n))) dropped.add(stub);
+  }
+  // A directory that is only in the upper because a dropped stub was created inside it
+  // (copy-up of /etc for /etc/hosts) is dropped too if its metadata matches the parent's.
+  if (dropped.size > 0) {
+    const dirs = [...nodes.keys()].filter((p) => nodes.get(p)!.isDirectory()).reverse();
+    for (const d of dirs) {
+      if (dropped.has(d)) continue;
+      const kids = children.get(d) ?? [];
+      if (kids.length === 0 || !kids.every((k) => dropped.has(k))) continue;
+      const st = nodes.get(d)!;
+      if (isOpaque(xattrs.get(d))) continue;
+      const lower = await lowerLookup(layout.parentDirs, d);
+      if (lower && lower.isDirectory() && lower.mode === st.mode && lower.uid === st.uid && lower.gid === st.gid) dropped.add(d);
+    }
+  }
+
+  const out: Pending[] = [];
+  for (const [rel, st] of nodes) {
+    if (dropped.has(rel)) continue;
+    if (isOverlayWhiteout(st)) {
+      out.push(pending(markerEntry(join2(parentOf(rel), `.wh.${baseName(rel)}`))));
+      continue;
+    }
+    const x = xattrs.get(rel);
+    const e = fsEntry(rel, join(upper, rel), st, x, opts);
+    if (!e) continue;
+    out.push(pending(e, st));
+    if (st.isDirectory() && isOpaque(x)) out.push(pending(markerEntry(`${rel}/.wh..wh..opq`)));
+  }
+  return finish(out);
+}
+
+function xattrsEqual(a: Xattrs | undefined, b: Xattrs | undefined): boolean {
+  const pa = publicXattrs(a);
+  const pb = publicXattrs(b);
+  if (!pa || !pb) return !pa && !pb;
+  if (pa.size !== pb.size) return false;
+  for (const [k, v] of pa) {
+    const w = pb.get(k);
+    if (!w || !w.equals(v)) return false;
+  }
+  return true;
+}
+
+/** Entries of a copy snapshot's diff: compare its tree with the parent's tree. */
+export async function copyDiffEntries(layout: SnapshotLayout, opts: DiffOptions): Promise<TarEntry[]> {
+  const cur = layout.dir;
+  const old = layout.parentDirs[0];
+  const [nodes, xattrs, oldNodes, oldXattrs] = await Promise.all([
+    scanTree(cur, { signal: opts.signal }),
+    readTreeXattrs(cur),
+    old ? scanTree(old, { signal: opts.signal }) : Promise.resolve(new Map<string, BigIntStats>()),
+    old ? readTreeXattrs(old) : Promise.resolve(new Map<string, Xattrs>()),
+  ]);
+  const out: Pending[] = [];
+  for (const [rel, st] of nodes) {
+    const o = oldNodes.get(rel);
+    let changed = !o || !sameKind(o, st) || o.mode !== st.mode || o.uid !== st.uid || o.gid !== st.gid || o.mtimeNs !== st.mtimeNs;
+    if (!changed && o) {
+      if (st.isFile()) changed = o.size !== st.size;
+      else if (st.isSymbolicLink()) changed = (await readlink(join(cur, rel))) !== (await readlink(join(old!, rel)));
+      else if (st.isCharacterDevice() || st.isBlockDevice()) changed = o.rdev !== st.rdev;
+      if (!changed) changed = !xattrsEqual(xattrs.get(rel), oldXattrs.get(rel));
+    }
+    if (!changed) continue;
+    const e = fsEntry(rel, join(cur, rel), st, xattrs.get(rel), opts);
+    if (e) out.push(pending(e, st));
+  }
+  for (const [rel, o] of oldNodes) {
+    if (nodes.has(rel)) continue;
+    const parent = parentOf(rel);
+    // Only the topmost deleted path gets a whiteout; a parent that stopped being a
+    // directory replaces the whole subtree by itself.
+    if (parent !== '') {
+      const np = nodes.get(parent);
+      const op = oldNodes.get(parent);
+      if (!np || !np.isDirectory() || !op || !op.isDirectory()) continue;
+    }
+    void o;
+    out.push(pending(markerEntry(join2(parent, `.wh.${baseName(rel)}`))));
+  }
+  return finish(out);
+}
+
+/** Diff entries of a snapshot, whichever backend made it. */
+export function diffEntries(layout: SnapshotLayout, opts: DiffOptions): Promise<TarEntry[]> {
+  return layout.backend === 'overlay' ? overlayDiffEntries(layout, opts) : copyDiffEntries(layout, opts);
+}
