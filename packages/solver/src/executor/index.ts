@@ -24,6 +24,7 @@ export { resolveInRoot, type ResolveInRootOptions } from './resolve-in-root.js';
 export { resolveUser, type ResolvedUser } from './user.js';
 export { checkRuncVersion, RUNC_CVES, type RuncCve, type RuncVerdict, type RuncVersion } from './runtime-check.js';
 export { DEFAULT_CAPABILITIES, DEFAULT_HOSTNAME } from './prepare.js';
+import { stepNofileLimit } from './prepare.js';
 
 async function createRunc(stateDir: string): Promise<Executor> {
   const runc = await findExecutable('runc');
@@ -41,7 +42,7 @@ async function createRunc(stateDir: string): Promise<Executor> {
   if (!(await probeCgroupParent())) {
     throw new ExecutorError('FAILED_PRECONDITION', 'runc cannot create cgroups on this host: expected a writable /sys/fs/cgroup hierarchy, found a read-only or missing one');
   }
-  return new RuncExecutor({ runc, stateDir });
+  return new RuncExecutor({ runc, stateDir, nofile: await stepNofileLimit() });
 }
 
 async function createUnshare(stateDir: string): Promise<Executor> {
@@ -51,6 +52,7 @@ async function createUnshare(stateDir: string): Promise<Executor> {
     ['mount', 'mount', 'mount'],
     ['bash', 'bash', 'bash'],
     ['env', 'env', 'coreutils'],
+    ['prlimit', 'prlimit', 'util-linux'],
   ];
   const found: Partial<Record<keyof UnshareTools, string>> = {};
   for (const [key, bin, pkg] of need) {
@@ -66,9 +68,10 @@ async function createUnshare(stateDir: string): Promise<Executor> {
     mount: found.mount as string,
     bash: found.bash as string,
     env: found.env as string,
+    prlimit: found.prlimit as string,
     ip: await findExecutable('ip'),
   };
-  return new UnshareExecutor(tools, stateDir);
+  return new UnshareExecutor(tools, stateDir, await stepNofileLimit());
 }
 
 /**

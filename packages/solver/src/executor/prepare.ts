@@ -8,6 +8,7 @@ import { isAbsolute, join } from 'node:path';
 import { ExecutorError } from './errors.js';
 import { ensureInRoot, resolveContainerPath, type StubKind } from './resolve-in-root.js';
 import type { RunRequest } from './types.js';
+import { homeForUid } from './user.js';
 
 /** Hostname used when the request has none (BuildKit's, so scripts behave alike). */
 export const DEFAULT_HOSTNAME = 'buildkitsandbox';
@@ -27,8 +28,20 @@ export const MASKED_PATHS: readonly string[] = [
 /** Docker's default read-only paths. */
 export const READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
-/** Same as Docker's default RLIMIT_NOFILE. */
+/** Docker's default RLIMIT_NOFILE. */
 export const NOFILE_LIMIT = 1048576;
+
+/**
+ * RLIMIT_NOFILE for steps: Docker's 1048576, clamped to the builder's own hard limit
+ * (raising a hard limit needs CAP_SYS_RESOURCE, which the builder may not have).
+ */
+export async function stepNofileLimit(): Promise<number> {
+  const text = await readFile('/proc/self/limits', 'utf8');
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text);
+  const hard = m?.[2];
+  if (hard === undefined || hard === 'unlimited') return NOFILE_LIMIT;
+  return Math.min(NOFILE_LIMIT, Number(hard));
+}
 
 /** A user mount after resolution inside the rootfs. */
 export interface ResolvedMount {
@@ -50,6 +63,8 @@ export interface PreparedStep {
   mounts: ResolvedMount[];
   /** Working directory as seen inside the step, free of symlinks. */
   cwd: string;
+  /** The request's env plus HOME (from passwd, else /) when it had none, as runc and Docker do. */
+  env: string[];
   hostname: string;
   /** Host paths of the generated files, to bind read-only over /etc/... */
   files: { hosts: string; resolvConf: string; hostname: string };
@@ -200,10 +215,14 @@ export async function prepareStep(req: RunRequest, privateDir: string): Promise<
   await writeFile(files.resolvConf, resolvConfFile(await readHostResolvConf()), { mode: 0o644 });
   await writeFile(files.hostname, hostname + '\n', { mode: 0o644 });
 
+  const env = [...req.process.env];
+  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${await homeForUid(req.rootfs, req.process.user.uid)}`);
+
   return {
     stubs,
     mounts,
     cwd,
+    env,
     hostname,
     files,
     fileTargets: { hosts: hostsT.containerPath, resolvConf: resolvT.containerPath, hostname: hostnameT.containerPath },

@@ -2,7 +2,7 @@
  * OCI runtime spec (config.json) generation for the runc backend, following Docker's and
  * BuildKit's defaults.
  */
-import { DEFAULT_CAPABILITIES, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS, type PreparedStep } from './prepare.js';
+import { DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, type PreparedStep } from './prepare.js';
 import type { NetworkMode, ProcessSpec } from './types.js';
 
 /** The subset of the OCI runtime spec tsbuild writes. */
@@ -38,6 +38,8 @@ export interface RuncSpecInput {
   prepared: PreparedStep;
   /** runc cgroupsPath, e.g. `/tsbuild/<id>`; omitted when cgroups are not usable. */
   cgroupsPath: string | undefined;
+  /** RLIMIT_NOFILE (soft = hard), see `stepNofileLimit`. */
+  nofile: number;
 }
 
 /**
@@ -81,10 +83,10 @@ export function buildRuncSpec(input: RuncSpecInput): OciSpec {
       terminal: false,
       user: { uid: p.user.uid, gid: p.user.gid, ...(p.user.additionalGids !== undefined && p.user.additionalGids.length > 0 ? { additionalGids: [...p.user.additionalGids] } : {}) },
       args: [...p.args],
-      env: [...p.env],
+      env: [...prep.env],
       cwd: prep.cwd,
       capabilities: { bounding: caps, effective: userCaps, permitted: userCaps, inheritable: [], ambient: [] },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: NOFILE_LIMIT, soft: NOFILE_LIMIT }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile, soft: input.nofile }],
       noNewPrivileges: true,
     },
     root: { path: input.rootfs, readonly: false },

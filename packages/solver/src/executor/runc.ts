@@ -13,6 +13,8 @@ import type { Executor, RunRequest, RunResult } from './types.js';
 export interface RuncConfig {
   runc: string;
   stateDir: string;
+  /** RLIMIT_NOFILE for steps. */
+  nofile: number;
 }
 
 interface RuncLogLine {
@@ -83,6 +85,7 @@ export class RuncExecutor implements Executor {
         network: req.network,
         prepared,
         cgroupsPath: `/tsbuild/${id}`,
+        nofile: this.#cfg.nofile,
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
       const logFile = join(bundle, 'runc.log');

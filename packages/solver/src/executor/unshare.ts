@@ -20,6 +20,8 @@ export interface UnshareTools {
   bash: string;
   mount: string;
   env: string;
+  /** util-linux prlimit, to give the step its RLIMIT_NOFILE. */
+  prlimit: string;
   /** iproute2's `ip`, needed only for network 'none' (to bring `lo` up). */
   ip: string | undefined;
 }
@@ -38,7 +40,7 @@ function hostPath(root: string, containerPath: string): string {
 }
 
 /** Builds the setup script run as pid 1 of the new namespaces. */
-export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: UnshareTools, setupLog: string, readyFile: string): string {
+export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: UnshareTools, nofile: number, setupLog: string, readyFile: string): string {
   const q = shQuote;
   const R = req.rootfs;
   const M = q(tools.mount);
@@ -98,7 +100,8 @@ export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: Uns
   const groups = u.additionalGids !== undefined && u.additionalGids.length > 0 ? `--groups=${u.additionalGids.join(',')}` : '--clear-groups';
   const caps = DEFAULT_CAPABILITIES.map((c) => '+' + c.slice('CAP_'.length).toLowerCase()).join(',');
   const finalArgv = [
-    tools.env, '-i', ...req.process.env,
+    tools.env, '-i', ...prep.env,
+    tools.prlimit, `--nofile=${nofile}:${nofile}`, '--',
     tools.setpriv, `--regid=${u.gid}`, groups, `--bounding-set=-all,${caps}`, '--inh-caps=-all', '--no-new-privs', '--',
     tools.unshare, `--root=${R}`, `--wd=${prep.cwd}`, `--setuid=${u.uid}`, '--',
     ...req.process.args,
@@ -112,10 +115,12 @@ export class UnshareExecutor implements Executor {
   readonly name = 'unshare' as const;
   readonly #tools: UnshareTools;
   readonly #stateDir: string;
+  readonly #nofile: number;
 
-  constructor(tools: UnshareTools, stateDir: string) {
+  constructor(tools: UnshareTools, stateDir: string, nofile: number) {
     this.#tools = tools;
     this.#stateDir = stateDir;
+    this.#nofile = nofile;
   }
 
   async run(req: RunRequest): Promise<RunResult> {
@@ -130,9 +135,14 @@ export class UnshareExecutor implements Executor {
       const prep = await prepareStep(req, priv);
       const setupLog = join(priv, 'setup.log');
       const readyFile = join(priv, 'ready');
-      const script = buildSetupScript(req, prep, this.#tools, setupLog, readyFile);
+      const script = buildSetupScript(req, prep, this.#tools, this.#nofile, setupLog, readyFile);
       const nsFlags = ['--mount', '--pid', '--fork', '--ipc', '--uts', ...(req.network === 'none' ? ['--net'] : []), '--propagation', 'private', '--kill-child', `--mount-proc=${join(req.rootfs, 'proc')}`];
-      const child = spawnStreaming(this.#tools.unshare, [...nsFlags, '--', this.#tools.bash, '--noprofile', '--norc', '-c', script, 'tsbuild-setup'], {
+      // Node hands children socketpairs, but steps expect pipes (`echo > /dev/stdout` cannot
+      // open a socket). A host-side bash swaps them for pipes drained by `cat` (outside the
+      // namespaces), then execs unshare under the same pid.
+      const pipeWrap = `exec "$@"${req.stdin !== undefined ? ' < <(exec cat)' : ''} > >(exec cat) 2> >(exec cat >&2)`;
+      const launcher = [this.#tools.unshare, ...nsFlags, '--', this.#tools.bash, '--noprofile', '--norc', '-c', script, 'tsbuild-setup'];
+      const child = spawnStreaming(this.#tools.bash, ['--noprofile', '--norc', '-c', pipeWrap, 'tsbuild-launch', ...launcher], {
         env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
         stdin: req.stdin,
         onStdout: req.onStdout,

@@ -13,7 +13,7 @@ export interface ResolvedUser {
   additionalGids: number[];
 }
 
-interface PasswdEntry { name: string; uid: number; gid: number }
+interface PasswdEntry { name: string; uid: number; gid: number; home: string }
 interface GroupEntry { name: string; gid: number; members: string[] }
 
 const MAX_ID = 2147483647;
@@ -32,7 +32,7 @@ function lines(text: string): string[][] {
 }
 
 function parsePasswd(text: string): PasswdEntry[] {
-  return lines(text).map((f) => ({ name: f[0] ?? '', uid: atoi(f[2] ?? '') ?? 0, gid: atoi(f[3] ?? '') ?? 0 }));
+  return lines(text).map((f) => ({ name: f[0] ?? '', uid: atoi(f[2] ?? '') ?? 0, gid: atoi(f[3] ?? '') ?? 0, home: f[5] ?? '' }));
 }
 
 function parseGroup(text: string): GroupEntry[] {
@@ -114,4 +114,14 @@ export async function resolveUser(rootfs: string, user: string): Promise<Resolve
     }
   }
   return { uid, gid, additionalGids };
+}
+
+/**
+ * HOME for a uid, as runc sets it when the environment has none: the first passwd entry
+ * with that uid, else `/`.
+ */
+export async function homeForUid(rootfs: string, uid: number): Promise<string> {
+  const text = await readInRoot(rootfs, '/etc/passwd');
+  const home = text === undefined ? undefined : parsePasswd(text).find((u) => u.uid === uid)?.home;
+  return home === undefined || home === '' ? '/' : home;
 }

@@ -1,0 +1,259 @@
+/**
+ * Privileged tests: real sandboxes on a busybox rootfs, for both backends. They need root,
+ * runc (Debian package runc) and a static busybox (busybox-static); under CI or as root a
+ * missing prerequisite fails naming the package.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { AbortError, createExecutor, ExecutorError, type Executor, type ExecMount, type NetworkMode, type RunRequest } from './index.js';
+import { hasBusybox, isRoot, makeBusyboxRootfs, requirePrereq } from './test-helpers/busybox-rootfs.js';
+
+const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+interface Captured {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  createdStubs: string[];
+}
+
+async function sh(
+  exec: Executor,
+  rootfs: string,
+  script: string,
+  opts: { network?: NetworkMode; mounts?: ExecMount[]; uid?: number; gid?: number; gids?: number[]; cwd?: string; env?: string[]; hostname?: string; stdin?: string; signal?: AbortSignal } = {},
+): Promise<Captured> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const req: RunRequest = {
+    rootfs,
+    mounts: opts.mounts ?? [],
+    network: opts.network ?? 'default',
+    process: {
+      args: ['/bin/sh', '-c', script],
+      env: opts.env ?? [PATH_ENV],
+      cwd: opts.cwd ?? '/',
+      user: { uid: opts.uid ?? 0, gid: opts.gid ?? 0, additionalGids: opts.gids ?? [] },
+      ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+    },
+    onStdout: (c) => out.push(Buffer.from(c)),
+    onStderr: (c) => err.push(Buffer.from(c)),
+    ...(opts.stdin !== undefined ? { stdin: new TextEncoder().encode(opts.stdin) } : {}),
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+  };
+  const r = await exec.run(req);
+  return { exitCode: r.exitCode, createdStubs: r.createdStubs, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+function runcList(stateDir: string): string {
+  return execFileSync('runc', ['--root', join(stateDir, 'runc'), 'list', '-q'], { encoding: 'utf8' });
+}
+
+for (const backend of ['runc', 'unshare'] as const) {
+  describe(`executor (${backend})`, { concurrency: false }, () => {
+    let exec: Executor;
+    let rootfs: string;
+    let stateDir: string;
+    let ready = false;
+
+    before(async () => {
+      if (!isRoot() || !hasBusybox() || (backend === 'runc' && !existsSync('/usr/sbin/runc'))) return;
+      rootfs = await makeBusyboxRootfs();
+      stateDir = await mkdtemp(join(tmpdir(), 'tsbuild-exec-state-'));
+      exec = await createExecutor({ isolation: backend, stateDir });
+      ready = true;
+    });
+    after(async () => {
+      if (!ready) return;
+      await rm(dirname(rootfs), { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
+    });
+
+    function prereqs(t: { skip(msg: string): void }): boolean {
+      return (
+        requirePrereq(t, isRoot(), 'root (the executor needs namespaces and mounts)', 'sudo') &&
+        requirePrereq(t, hasBusybox(), '/bin/busybox', 'busybox-static') &&
+        (backend !== 'runc' || requirePrereq(t, existsSync('/usr/sbin/runc'), 'runc', 'runc')) &&
+        requirePrereq(t, ready, 'the executor', backend === 'runc' ? 'runc' : 'util-linux')
+      );
+    }
+
+    test('stdout and stderr are separate; exit code is a result', async (t) => {
+      if (!prereqs(t)) return;
+      assert.equal(exec.name, backend);
+      const r = await sh(exec, rootfs, 'echo to-out; echo to-err >&2; echo dev-out > /dev/stdout; echo dev-err > /dev/stderr; exit 3');
+      assert.equal(r.exitCode, 3);
+      assert.equal(r.stdout, 'to-out\ndev-out\n');
+      assert.equal(r.stderr, 'to-err\ndev-err\n');
+    });
+
+    test('env (exactly), cwd (created), stdin', async (t) => {
+      if (!prereqs(t)) return;
+      const r = await sh(exec, rootfs, 'env | sort; pwd; cat', { env: [PATH_ENV, 'FOO=bar baz', 'EMPTY='], cwd: '/work/dir', stdin: 'from-stdin' });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const lines = r.stdout.split('\n');
+      assert.ok(lines.includes('FOO=bar baz'));
+      assert.ok(lines.includes('EMPTY='));
+      assert.ok(lines.includes('/work/dir'));
+      assert.ok(r.stdout.endsWith('from-stdin'));
+      // Nothing from the builder's environment leaks (only what sh itself sets).
+      const names = lines.filter((l) => l.includes('=')).map((l) => l.split('=')[0]);
+      for (const n of names) assert.ok(['PATH', 'FOO', 'EMPTY', 'PWD', 'SHLVL', 'HOME'].includes(n as string), `unexpected env ${n}`);
+      // HOME is added like runc/Docker do: from the user's passwd entry, else /.
+      assert.ok(lines.includes('HOME=/root'));
+      assert.ok((await stat(join(rootfs, 'work/dir'))).isDirectory());
+    });
+
+    test('uid, gid and supplementary groups; capabilities like Docker', async (t) => {
+      if (!prereqs(t)) return;
+      const app = await sh(exec, rootfs, 'id -u; id -g; id -G; grep -E "^Cap(Eff|Bnd)" /proc/self/status', { uid: 1000, gid: 1000, gids: [10, 29] });
+      assert.equal(app.exitCode, 0, app.stderr);
+      const [u, g, groups] = app.stdout.split('\n');
+      assert.equal(u, '1000');
+      assert.equal(g, '1000');
+      assert.deepEqual(groups?.split(' ').sort(), ['10', '1000', '29']);
+      assert.match(app.stdout, /CapEff:\s+0000000000000000/);
+      assert.match(app.stdout, /CapBnd:\s+00000000a80425fb/);
+      const root = await sh(exec, rootfs, 'grep -E "^(CapEff|NoNewPrivs)" /proc/self/status');
+      assert.match(root.stdout, /CapEff:\s+00000000a80425fb/);
+      assert.match(root.stdout, /NoNewPrivs:\s+1/);
+    });
+
+    test('pid namespace: the step is pid 1; hostname and /etc files', async (t) => {
+      if (!prereqs(t)) return;
+      const r = await sh(exec, rootfs, 'echo $$; ps -o pid,comm | wc -l; hostname; cat /etc/hostname; cat /etc/hosts; touch /etc/hosts 2>/dev/null && echo hosts-writable; grep -c nameserver /etc/resolv.conf', { hostname: 'stephost' });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const lines = r.stdout.split('\n');
+      assert.equal(lines[0], '1');
+      assert.ok(Number(lines[1]) <= 4, `expected only the step's processes, found ${lines[1]} ps lines`);
+      assert.equal(lines[2], 'stephost');
+      assert.equal(lines[3], 'stephost');
+      assert.match(r.stdout, /127\.0\.0\.1\tlocalhost stephost/);
+      assert.doesNotMatch(r.stdout, /hosts-writable/);
+      assert.ok(Number(lines.at(-2)) >= 1);
+    });
+
+    test('network none has only lo, up; default/host share the host interfaces', async (t) => {
+      if (!prereqs(t)) return;
+      const none = await sh(exec, rootfs, 'ls /sys/class/net; cat /sys/class/net/lo/flags; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping-ok', { network: 'none' });
+      assert.equal(none.exitCode, 0, none.stderr);
+      const [ifs, flags] = [none.stdout.split('\n')[0], none.stdout.split('\n')[1]];
+      assert.equal(ifs, 'lo');
+      assert.equal(Number(flags) & 1, 1, 'lo must be IFF_UP');
+      assert.match(none.stdout, /ping-ok/);
+      const hostIfs = (await readdir('/sys/class/net')).sort();
+      for (const mode of ['host', 'default'] as const) {
+        const r = await sh(exec, rootfs, 'ls -1 /sys/class/net', { network: mode });
+        assert.deepEqual(r.stdout.trim().split('\n').sort(), hostIfs);
+      }
+    });
+
+    test('no builder fds beyond 0, 1, 2 reach the step', async (t) => {
+      if (!prereqs(t)) return;
+      // ls runs while pid 1 (the shell) waits: pid 1's fds are exactly what the step got.
+      const r = await sh(exec, rootfs, 'ls -l /proc/1/fd', { stdin: 'x' });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const fds = r.stdout.trim().split('\n').filter((l) => l.includes(' -> ')).map((l) => /(\d+) -> (.*)$/.exec(l)?.slice(1) ?? []);
+      assert.deepEqual(fds.map((f) => f[0]), ['0', '1', '2'], r.stdout);
+      for (const [, target] of fds) assert.match(target as string, /^pipe:\[\d+\]$/, r.stdout);
+    });
+
+    test('bind ro is read-only, bind rw writable, tmpfs works; stubs reported', async (t) => {
+      if (!prereqs(t)) return;
+      const src = await mkdtemp(join(tmpdir(), 'tsbuild-exec-src-'));
+      await writeFile(join(src, 'f'), 'content');
+      const rwSrc = await mkdtemp(join(tmpdir(), 'tsbuild-exec-rw-'));
+      try {
+        const r = await sh(
+          exec,
+          rootfs,
+          'cat /mnt/ro/f; touch /mnt/ro/x 2>/dev/null && echo ro-writable; echo w > /mnt/rw/new; echo t > /scratch/t && cat /scratch/t; grep " /scratch " /proc/mounts | cut -d" " -f3',
+          {
+            mounts: [
+              { type: 'bind', source: src, target: '/mnt/ro', readonly: true },
+              { type: 'bind', source: rwSrc, target: '/mnt/rw', readonly: false },
+              { type: 'tmpfs', target: '/scratch', size: 1 << 20 },
+            ],
+          },
+        );
+        assert.equal(r.exitCode, 0, r.stderr);
+        assert.equal(r.stdout, 'contentt\ntmpfs\n');
+        assert.equal(await readFile(join(rwSrc, 'new'), 'utf8'), 'w\n');
+        assert.ok(r.createdStubs.includes('mnt'));
+        assert.ok(r.createdStubs.includes('mnt/ro'));
+        assert.ok(r.createdStubs.includes('mnt/rw'));
+        assert.ok(r.createdStubs.includes('scratch'));
+        // The tmpfs content never reaches the rootfs.
+        assert.deepEqual(await readdir(join(rootfs, 'scratch')), []);
+      } finally {
+        await rm(src, { recursive: true, force: true });
+        await rm(rwSrc, { recursive: true, force: true });
+      }
+    });
+
+    test('symlinks used as mount target or cwd stay inside the rootfs', async (t) => {
+      if (!prereqs(t)) return;
+      const outside = `/tmp/tsbuild-host-path-outside-${backend}`;
+      await rm(outside, { recursive: true, force: true });
+      const link = join(rootfs, `evil-${backend}`);
+      await symlink(outside, link);
+      const src = await mkdtemp(join(tmpdir(), 'tsbuild-exec-src-'));
+      try {
+        const r = await sh(exec, rootfs, 'pwd; echo hi > here', {
+          mounts: [{ type: 'bind', source: src, target: `/evil-${backend}/m`, readonly: false }],
+          cwd: `/evil-${backend}/wd`,
+        });
+        assert.equal(r.exitCode, 0, r.stderr);
+        assert.equal(r.stdout.split('\n')[0], `${outside}/wd`);
+        assert.equal(existsSync(outside), false, 'nothing may be created on the host outside the rootfs');
+        assert.equal(await readFile(join(rootfs, outside, 'wd', 'here'), 'utf8'), 'hi\n');
+        assert.ok(r.createdStubs.includes(`${outside.slice(1)}/m`));
+        // WORKDIR /proc/self/fd/N (CVE-2024-21626's shape) is refused.
+        await assert.rejects(sh(exec, rootfs, 'true', { cwd: '/proc/self/fd/7' }), (e: unknown) => e instanceof ExecutorError && e.code === 'INVALID_ARGUMENT');
+      } finally {
+        await rm(src, { recursive: true, force: true });
+      }
+    });
+
+    test('abort kills a sleeping step within a second and leaves no container', async (t) => {
+      if (!prereqs(t)) return;
+      const ac = new AbortController();
+      const started = Date.now();
+      const p = sh(exec, rootfs, 'echo started; sleep 100', { signal: ac.signal, uid: 1000, gid: 1000 });
+      await new Promise((r) => setTimeout(r, 300));
+      const abortAt = Date.now();
+      ac.abort();
+      await assert.rejects(p, (e: unknown) => e instanceof AbortError && e.name === 'AbortError');
+      assert.ok(Date.now() - abortAt < 1000, `abort took ${Date.now() - abortAt} ms`);
+      assert.ok(Date.now() - started < 5000);
+      const sleepers = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() === 'sleep 100');
+      assert.deepEqual(sleepers, []);
+      if (backend === 'runc') assert.equal(runcList(stateDir).trim(), '');
+      // An already-aborted signal never starts anything.
+      await assert.rejects(sh(exec, rootfs, 'true', { signal: AbortSignal.abort() }), AbortError);
+    });
+
+    test('a step that cannot start is an error, not a silent success', async (t) => {
+      if (!prereqs(t)) return;
+      const r = exec.run({ rootfs, mounts: [], network: 'default', process: { args: ['/nonexistent'], env: [PATH_ENV], cwd: '/', user: { uid: 0, gid: 0 } } });
+      if (backend === 'runc') {
+        await assert.rejects(r, (e: unknown) => e instanceof ExecutorError && e.code === 'FAILED_PRECONDITION');
+        assert.equal(runcList(stateDir).trim(), '');
+      } else {
+        assert.equal((await r).exitCode, 127);
+      }
+      await assert.rejects(exec.run({ rootfs, mounts: [{ type: 'bind', source: '/nonexistent-src', target: '/x', readonly: true }], network: 'default', process: { args: ['true'], env: [], cwd: '/', user: { uid: 0, gid: 0 } } }), (e: unknown) => e instanceof ExecutorError && e.code === 'NOT_FOUND');
+    });
+
+    test('concurrent steps do not collide', async (t) => {
+      if (!prereqs(t)) return;
+      const rs = await Promise.all([1, 2, 3, 4].map((i) => sh(exec, rootfs, `echo $$ ${i}`, { network: i % 2 === 0 ? 'none' : 'default' })));
+      assert.deepEqual(rs.map((r) => r.stdout), ['1 1\n', '1 2\n', '1 3\n', '1 4\n']);
+    });
+  });
+}
