@@ -1,0 +1,51 @@
+// apply-gzip: applyLayer(openLayerStream(gzip layer of the export tree)) into an empty dir,
+// versus `pigz -dc BLOB | tar -x -C DIR`. Target ratio ≤ 1.1.
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { benchDir, fmt, lib, mb, nodeChild, report, sh } from './lib/common.mjs';
+import { ensureTarFile } from './lib/tarfile.mjs';
+
+const L = await lib();
+if (typeof L.applyLayer !== 'function') {
+  const reason = 'applyLayer is not exported by @tsbuild/snapshotter yet';
+  console.log(`apply-gzip: skipped: ${reason}`);
+  report({ bench: 'apply-gzip', skipped: reason, target: 1.1 });
+  process.exit(0);
+}
+const { file, tree } = await ensureTarFile();
+const base = await benchDir();
+const storeRoot = join(base, 'store-apply');
+await rm(storeRoot, { recursive: true, force: true });
+const layer = await nodeChild('layer-child.mjs', ['write-file', file, storeRoot, 'gzip']);
+const store = await L.ContentStore.open(storeRoot);
+const blob = store.blobPath(layer.digest);
+await sh(`cat '${blob}' > /dev/null`, { time: false });
+
+const oursDir = join(base, 'apply-ours');
+const baseDir = join(base, 'apply-baseline');
+for (const d of [oursDir, baseDir]) {
+  await rm(d, { recursive: true, force: true });
+  await mkdir(d);
+}
+await sh('sync', { time: false });
+const ours = await nodeChild('layer-child.mjs', ['apply', storeRoot, layer.digest, layer.mediaType, oursDir]);
+await sh('sync', { time: false });
+const baseline = await sh(`pigz -dc '${blob}' | tar -x -C '${baseDir}'`);
+await sh('sync', { time: false });
+for (const d of [oursDir, baseDir, storeRoot]) await rm(d, { recursive: true, force: true });
+
+const r = {
+  bench: 'apply-gzip',
+  ratio: fmt(ours.wallMs / baseline.ms, 3),
+  target: 1.1,
+  oursMs: fmt(ours.wallMs, 0),
+  baselineMs: fmt(baseline.ms, 0),
+  oursMBps: fmt(mb(layer.uncompressedSize) / (ours.wallMs / 1000), 1),
+  entries: ours.entries,
+  blobBytes: layer.size,
+  tarBytes: layer.uncompressedSize,
+  peakRssMB: fmt((ours.maxRssKb ?? ours.childMaxRssKb) / 1024, 1),
+  files: tree.files,
+};
+console.log(`apply-gzip: ours ${r.oursMs} ms (${r.oursMBps} MB/s, ${r.entries} entries) vs pigz -dc|tar -x ${r.baselineMs} ms -> ratio ${r.ratio} (target <= ${r.target})`);
+report(r);

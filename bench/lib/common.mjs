@@ -1,0 +1,129 @@
+// Shared helpers of the benchmarks: env knobs, the bench data dir, timing, child runs.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeTree } from './gen.mjs';
+
+export const SCALE = Number(process.env.BENCH_SCALE ?? '1');
+export const NPROC = availableParallelism();
+
+/** The directory benchmarks keep their data in ($BENCH_DIR, else a fixed dir under the OS temp dir). */
+export async function benchDir() {
+  const dir = process.env.BENCH_DIR ?? join(tmpdir(), 'tsbuild-bench');
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** The compiled library, as users import it. */
+export async function lib() {
+  return import('@tsbuild/snapshotter');
+}
+
+export const mb = (bytes) => bytes / 1048576;
+export const fmt = (x, d = 2) => Number(x.toFixed(d));
+
+/** Prints the one JSON line a bench ends with. */
+export function report(obj) {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+/**
+ * The export tree (about 1 GiB × BENCH_SCALE in 50,000 × BENCH_SCALE files, half random,
+ * half text), generated once per BENCH_DIR and parameter set. When the library exports
+ * openSnapshotter, the tree is written into an active snapshot with no parent (so
+ * exportLayer can diff it); otherwise into a plain directory.
+ * Returns { dir, files, bytes, snapshotter?, key?, snapRoot? }.
+ */
+export async function ensureTree() {
+  const base = await benchDir();
+  const files = Math.max(10, Math.round(50_000 * SCALE));
+  const bytes = Math.max(1 << 20, Math.round(1024 * 1048576 * SCALE));
+  const params = { files, bytes, seed: 1, v: 1 };
+  const L = await lib();
+  const marker = join(base, 'tree.json');
+  let snapshotter;
+  let key;
+  let dir;
+  const snapRoot = join(base, 'snaps');
+  if (typeof L.openSnapshotter === 'function') {
+    snapshotter = await L.openSnapshotter(snapRoot);
+    key = `bench-tree-${files}-${bytes}`;
+    let mounts;
+    try {
+      mounts = await snapshotter.mounts(key);
+    } catch {
+      mounts = await snapshotter.prepare(key);
+    }
+    dir = dirOfMounts(mounts);
+  } else {
+    dir = join(base, `tree-${files}-${bytes}`);
+  }
+  const want = JSON.stringify({ ...params, dir });
+  if (!existsSync(marker) || readFileSync(marker, 'utf8') !== want) {
+    const t = performance.now();
+    process.stdout.write(`generating ${files} files, ${mb(bytes).toFixed(0)} MiB under ${dir} ...\n`);
+    await mkdir(dir, { recursive: true });
+    const got = await makeTree(dir, params);
+    await writeFile(marker, want);
+    process.stdout.write(`  generated ${got.files} files, ${mb(got.bytes).toFixed(0)} MiB in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+  }
+  return { dir, files, bytes, snapshotter, key, snapRoot };
+}
+
+/** The writable directory of an active snapshot's mounts (bind source or overlay upperdir). */
+export function dirOfMounts(mounts) {
+  const m = mounts[0];
+  if (m.type === 'bind') return m.source;
+  const upper = m.options.find((o) => o.startsWith('upperdir='));
+  if (!upper) throw new Error(`cannot find a writable dir in mounts ${JSON.stringify(mounts)}`);
+  return upper.slice('upperdir='.length);
+}
+
+/** Drops the page cache is NOT done: both sides read a warm tree. Reads `dir` once to warm it. */
+export function warm(dir) {
+  return sh(`tar -cf - -C '${dir}' . > /dev/null`);
+}
+
+/**
+ * Runs a shell command; resolves { ms, stdout, stderr, maxRssKb } (maxRssKb from
+ * /usr/bin/time when present, else undefined).
+ */
+export function sh(cmd, { time = true } = {}) {
+  const useTime = time && existsSync('/usr/bin/time');
+  const argv = useTime ? ['/usr/bin/time', '-f', '__MAXRSS__%M', 'bash', '-c', `set -o pipefail; ${cmd}`] : ['bash', '-c', `set -o pipefail; ${cmd}`];
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = [];
+    const err = [];
+    p.stdout.on('data', (c) => out.push(c));
+    p.stderr.on('data', (c) => err.push(c));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const ms = performance.now() - t0;
+      let stderr = Buffer.concat(err).toString();
+      let maxRssKb;
+      const m = /__MAXRSS__(\d+)/.exec(stderr);
+      if (m) {
+        maxRssKb = Number(m[1]);
+        stderr = stderr.replace(/__MAXRSS__\d+\n?/, '');
+      }
+      if (code !== 0) reject(new Error(`${cmd} exited ${code}: ${stderr}`));
+      else resolve({ ms, stdout: Buffer.concat(out).toString(), stderr, maxRssKb });
+    });
+  });
+}
+
+/** Runs `node bench/lib/<script> args` and parses the last line of its stdout as JSON. */
+export async function nodeChild(script, args) {
+  const here = new URL('.', import.meta.url).pathname;
+  const r = await sh(`${JSON.stringify(process.execPath)} ${JSON.stringify(join(here, script))} ${args.map((a) => JSON.stringify(String(a))).join(' ')}`);
+  const lines = r.stdout.trim().split('\n');
+  return { ...JSON.parse(lines[lines.length - 1]), wallMs: r.ms, maxRssKb: r.maxRssKb };
+}
+
+export async function readJson(p) {
+  return JSON.parse(await readFile(p, 'utf8'));
+}
