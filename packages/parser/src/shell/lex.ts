@@ -17,6 +17,8 @@ export interface LexOptions {
   rawQuotes?: boolean;
   /** Keep escape characters in the output. */
   rawEscapes?: boolean;
+  /** Treat quotes as ordinary characters (used for heredoc bodies). */
+  skipProcessQuotes?: boolean;
   /** Leave references to unset variables as written. */
   skipUnsetEnv?: boolean;
   /** Called for every variable lookup (used by the UndefinedVar check). */
@@ -125,11 +127,11 @@ class ShellWord {
           const tmp = this.processDollar();
           push(tmp);
           words.addString(tmp);
-        } else if (ch === 0x27 /* ' */) {
+        } else if (ch === 0x27 /* ' */ && !this.opts.skipProcessQuotes) {
           const tmp = this.processSingleQuote();
           push(tmp);
           words.addRawString(tmp);
-        } else if (ch === 0x22 /* " */) {
+        } else if (ch === 0x22 /* " */ && !this.opts.skipProcessQuotes) {
           const tmp = this.processDoubleQuote();
           push(tmp);
           words.addRawString(tmp);
