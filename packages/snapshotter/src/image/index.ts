@@ -25,3 +25,5 @@ export {
   ImageNotFoundError,
   InvalidArchiveError,
 } from '../errors.js';
+export { saveDockerArchive, saveOciArchive, writeOciLayout, type ArchiveImage } from './archive-save.js';
+export { loadArchive, type LoadedImage } from './archive-load.js';
