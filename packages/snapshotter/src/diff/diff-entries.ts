@@ -86,6 +86,66 @@ function sameKind(a: BigIntStats, b: BigIntStats): boolean {
   return (a.mode & 0o170000n) === (b.mode & 0o170000n);
 }
 
+function childrenOf(nodes: ReadonlyMap<string, BigIntStats>): Map<string, string[]> {
+  const children = new Map<string, string[]>();
+  for (const p of nodes.keys()) {
+    const parent = parentOf(p);
+    const list = children.get(parent);
+    if (list) list.push(p);
+    else children.set(parent, [p]);
+  }
+  return children;
+}
+
+/**
+ * Mount-point stubs to leave out: empty in the snapshot, and the parent has nothing
+ * different there; plus directories that only changed because such a stub was created
+ * in them (copy-up of /etc for /etc/hosts), when their metadata matches the parent's.
+ */
+async function droppedStubs(
+  nodes: ReadonlyMap<string, BigIntStats>,
+  children: ReadonlyMap<string, string[]>,
+  xattrs: ReadonlyMap<string, Xattrs>,
+  opts: DiffOptions,
+  lowerOf: (rel: string) => Promise<BigIntStats | undefined>,
+): Promise<Set<string>> {
+  const dropped = new Set<string>();
+  const stubs = (opts.mountStubs ?? DEFAULT_MOUNT_STUBS).map((raw) => raw.replace(/^\/+/, '').replace(/\/+$/, ''));
+  // Deepest first, so /dev counts as empty once /dev/shm and /dev/pts are dropped.
+  stubs.sort((a, b) => b.length - a.length);
+  for (const stub of stubs) {
+    const st = nodes.get(stub);
+    if (!st || stub === '') continue;
+    const empty = st.isDirectory() ? (children.get(stub) ?? []).every((c) => dropped.has(c)) : st.isFile() && st.size === 0n;
+    if (!empty || isOpaque(xattrs.get(stub))) continue;
+    const lower = await lowerOf(stub);
+    if (!lower || (sameKind(lower, st) && (lower.isDirectory() || lower.size === 0n))) dropped.add(stub);
+  }
+  return dropped;
+}
+
+/** Drops directories whose only reason to be in the diff is a dropped stub inside them. */
+async function dropStubParents(
+  out: Pending[],
+  dropped: ReadonlySet<string>,
+  lowerOf: (rel: string) => Promise<BigIntStats | undefined>,
+): Promise<Pending[]> {
+  if (dropped.size === 0) return out;
+  const emitted = out.map((p) => p.entry.path);
+  const remove = new Set<string>();
+  const dirs = out.filter((p) => p.entry.type === 'directory' && p.stat).reverse();
+  for (const d of dirs) {
+    const rel = d.entry.path;
+    const hasStubChild = [...dropped].some((x) => parentOf(x) === rel);
+    if (!hasStubChild) continue;
+    if (emitted.some((e) => e.startsWith(`${rel}/`) && !remove.has(e))) continue;
+    const lower = await lowerOf(rel);
+    const st = d.stat!;
+    if (lower && lower.isDirectory() && lower.mode === st.mode && lower.uid === st.uid && lower.gid === st.gid) remove.add(rel);
+  }
+  return out.filter((p) => !remove.has(p.entry.path));
+}
+
 /** Entries of an overlay snapshot's diff: the upperdir only. */
 export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptions): Promise<TarEntry[]> {
   const upper = layout.dir;
@@ -98,31 +158,7 @@ export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptio
     else children.set(parent, [p]);
   }
 
-  // Mount-point stubs: empty in the upper, and the parent has nothing different there.
-  const dropped = new Set<string>();
-  for (const raw of opts.mountStubs ?? DEFAULT_MOUNT_STUBS) {
-    const stub = raw.replace(/^\/+/, '').replace(/\/+$/, '');
-    const st = nodes.get(stub);
-    if (!st || stub === '') continue;
-    const empty = st.isDirectory() ? (children.get(stub) ?? []).every((c) => dropped.has(c)) : st.isFile() && st.size === 0n;
-    if (!empty || isOpaque(xattrs.get(stub))) continue;
-    const lower = await lowerLookup(layout.parentDirs, stub);
-    if (!lower || (sameKind(lower, st) && (lower.isDirectory() || lower.size === 0n))) dropped.add(stub);
-  }
-  // A directory that is only in the upper because a dropped stub was created inside it
-  // (copy-up of /etc for /etc/hosts) is dropped too if its metadata matches the parent's.
-  if (dropped.size > 0) {
-    const dirs = [...nodes.keys()].filter((p) => nodes.get(p)!.isDirectory()).reverse();
-    for (const d of dirs) {
-      if (dropped.has(d)) continue;
-      const kids = children.get(d) ?? [];
-      if (kids.length === 0 || !kids.every((k) => dropped.has(k))) continue;
-      const st = nodes.get(d)!;
-      if (isOpaque(xattrs.get(d))) continue;
-      const lower = await lowerLookup(layout.parentDirs, d);
-      if (lower && lower.isDirectory() && lower.mode === st.mode && lower.uid === st.uid && lower.gid === st.gid) dropped.add(d);
-    }
-  }
+  const dropped = await droppedStubs(nodes, children, xattrs, opts, (rel) => lowerLookup(layout.parentDirs, rel));
 
   const out: Pending[] = [];
   for (const [rel, st] of nodes) {
@@ -137,7 +173,7 @@ export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptio
     out.push(pending(e, st));
     if (st.isDirectory() && isOpaque(x)) out.push(pending(markerEntry(`${rel}/.wh..wh..opq`)));
   }
-  return finish(out);
+  return finish(await dropStubParents(out, dropped, (rel) => lowerLookup(layout.parentDirs, rel)));
 }
 
 function xattrsEqual(a: Xattrs | undefined, b: Xattrs | undefined): boolean {
@@ -162,8 +198,11 @@ export async function copyDiffEntries(layout: SnapshotLayout, opts: DiffOptions)
     old ? scanTree(old, { signal: opts.signal }) : Promise.resolve(new Map<string, BigIntStats>()),
     old ? readTreeXattrs(old) : Promise.resolve(new Map<string, Xattrs>()),
   ]);
+  const lowerOf = async (rel: string): Promise<BigIntStats | undefined> => oldNodes.get(rel);
+  const dropped = await droppedStubs(nodes, childrenOf(nodes), xattrs, opts, lowerOf);
   const out: Pending[] = [];
   for (const [rel, st] of nodes) {
+    if (dropped.has(rel)) continue;
     const o = oldNodes.get(rel);
     let changed = !o || !sameKind(o, st) || o.mode !== st.mode || o.uid !== st.uid || o.gid !== st.gid || o.mtimeNs !== st.mtimeNs;
     if (!changed && o) {
@@ -189,7 +228,7 @@ export async function copyDiffEntries(layout: SnapshotLayout, opts: DiffOptions)
     void o;
     out.push(pending(markerEntry(join2(parent, `.wh.${baseName(rel)}`))));
   }
-  return finish(out);
+  return finish(await dropStubParents(out, dropped, lowerOf));
 }
 
 /** Diff entries of a snapshot, whichever backend made it. */

@@ -170,7 +170,7 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
     };
     const entry: ReadEntry = {
       rawName: name,
-      path: name,
+      path: name.replace(/\/+$/, ''),
       type,
       mode: num(h.subarray(100, 108), at) & 0o7777,
       uid,

@@ -1,26 +1,16 @@
 /**
- * Deterministic tar writer: framing, padding and content streaming come from
- * tar-stream's pack; PAX records (long names, binary xattrs) are built here because
- * tar-stream encodes PAX values as UTF-8 strings, which corrupts binary xattr values
- * such as `security.capability`.
+ * Deterministic tar writer (ustar headers + binary-safe PAX records). tar-stream's pack
+ * was the first choice but cannot carry binary PAX values (it encodes them as UTF-8
+ * strings and refuses a body for a hand-made 'x' entry), which corrupts
+ * `security.capability`; the framing here is ~60 lines and fully under our control.
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import tarStream from 'tar-stream';
 import { encodePaxRecords } from './pax.js';
 import type { TarEntry } from './types.js';
 
 const MAX_OCTAL_ID = 0o7777777;
 
-const TYPE_BITS: Record<TarEntry['type'], number> = {
-  file: 0o100000,
-  link: 0o100000,
-  symlink: 0o120000,
-  'character-device': 0o020000,
-  'block-device': 0o060000,
-  directory: 0o040000,
-  fifo: 0o010000,
-};
 
 function isAscii(s: string): boolean {
   return /^[\x01-\x7f]*$/.test(s);
@@ -46,67 +36,98 @@ function placeholder(name: string): string {
   return base.replace(/[^\x20-\x7e]/g, '_').slice(-90) || 'x';
 }
 
-/** Tar-stream header name: directories end with '/', as Docker writes them. */
-function headerName(e: TarEntry): string {
-  return e.type === 'directory' ? `${e.path}/` : e.path;
-}
+const TYPEFLAG: Record<TarEntry['type'] | 'pax', string> = {
+  file: '0',
+  link: '1',
+  symlink: '2',
+  'character-device': '3',
+  'block-device': '4',
+  directory: '5',
+  fifo: '6',
+  pax: 'x',
+};
 
-type PackHeader = Parameters<tarStream.Pack['entry']>[0];
-
-function entryAsync(pack: tarStream.Pack, header: PackHeader, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (body !== undefined) pack.entry(header, body, (err) => (err ? reject(err) : resolve()));
-    else pack.entry(header, (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-async function writeFileEntry(pack: tarStream.Pack, header: PackHeader, source: string, size: number, signal?: AbortSignal): Promise<void> {
-  let done!: Promise<void>;
-  const sink = await new Promise<ReturnType<tarStream.Pack['entry']>>((resolve) => {
-    done = new Promise<void>((res, rej) => {
-      resolve(pack.entry(header, (err) => (err ? rej(err) : res())));
-    });
-  });
-  let written = 0;
-  const rs = createReadStream(source, { end: size - 1, highWaterMark: 256 * 1024, signal });
-  try {
-    for await (const chunk of rs as AsyncIterable<Buffer>) {
-      written += chunk.length;
-      if (!sink.write(chunk)) await new Promise<void>((r) => sink.once('drain', () => r()));
+function octal(buf: Buffer, off: number, len: number, value: number): void {
+  const s = Math.max(0, Math.floor(value)).toString(8);
+  if (s.length > len - 1) {
+    // base-256 (GNU/POSIX-2008 extension) for sizes beyond the octal field
+    buf[off] = 0x80;
+    let v = value;
+    for (let i = len - 1; i > 0; i--) {
+      buf[off + i] = v % 256;
+      v = Math.floor(v / 256);
     }
-  } catch (err) {
-    sink.destroy(err as Error);
-    throw err;
+    return;
   }
-  if (written !== size) {
-    const err = new Error(`file ${source} changed while archiving: expected ${size} bytes, found ${written}`);
-    sink.destroy(err);
-    throw err;
+  buf.write(s.padStart(len - 1, '0') + '\0', off, len, 'ascii');
+}
+
+interface RawHeader {
+  name: string;
+  type: TarEntry['type'] | 'pax';
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+}
+
+/** One 512-byte ustar header; name/linkname must already fit (ASCII, split rules). */
+function ustarHeader(h: RawHeader): Buffer {
+  const b = Buffer.alloc(512);
+  let name = h.name;
+  let prefix = '';
+  while (name.length > 100) {
+    const i = name.indexOf('/');
+    prefix += prefix ? '/' + name.slice(0, i) : name.slice(0, i);
+    name = name.slice(i + 1);
   }
-  sink.end(undefined as never);
-  await done;
+  b.write(name, 0, 100, 'ascii');
+  octal(b, 100, 8, h.mode & 0o7777);
+  octal(b, 108, 8, h.uid);
+  octal(b, 116, 8, h.gid);
+  octal(b, 124, 12, h.size);
+  octal(b, 136, 12, h.mtime);
+  b.fill(0x20, 148, 156);
+  b.write(TYPEFLAG[h.type], 156, 1, 'ascii');
+  b.write(h.linkname, 157, 100, 'ascii');
+  b.write('ustar\x0000', 257, 8, 'latin1');
+  octal(b, 329, 8, h.devmajor);
+  octal(b, 337, 8, h.devminor);
+  b.write(prefix, 345, 155, 'ascii');
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+  return b;
+}
+
+function padding(size: number): Buffer {
+  return Buffer.alloc((512 - (size % 512)) % 512);
 }
 
 /**
  * Writes `entries` (already sorted and normalised by the caller) as an uncompressed tar
- * stream. File contents are streamed from `entry.source`; memory stays flat.
+ * stream. File contents are streamed from `entry.source`; memory stays flat, and the
+ * walk is pulled by the consumer (backpressure).
  */
 export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, opts: { signal?: AbortSignal } = {}): Readable {
-  const pack = tarStream.pack();
-  (async () => {
+  async function* gen(): AsyncGenerator<Buffer> {
     for await (const e of entries) {
       opts.signal?.throwIfAborted();
-      const name = headerName(e);
+      const name = e.type === 'directory' ? `${e.path}/` : e.path;
       const records: Array<[string, string | Buffer]> = [];
       let ustarName = name;
-      let ustarLink = e.linkname ?? '';
+      let ustarLink = e.type === 'link' || e.type === 'symlink' ? (e.linkname ?? '') : '';
       if (!fitsUstarName(name)) {
         records.push(['path', name]);
         ustarName = placeholder(name) + (e.type === 'directory' ? '/' : '');
       }
-      if (e.linkname !== undefined && (!isAscii(e.linkname) || Buffer.byteLength(e.linkname) > 100)) {
-        records.push(['linkpath', e.linkname]);
-        ustarLink = placeholder(e.linkname);
+      if (ustarLink !== '' && (!isAscii(ustarLink) || Buffer.byteLength(ustarLink) > 100)) {
+        records.push(['linkpath', ustarLink]);
+        ustarLink = placeholder(ustarLink);
       }
       if (e.uid > MAX_OCTAL_ID) records.push(['uid', String(e.uid)]);
       if (e.gid > MAX_OCTAL_ID) records.push(['gid', String(e.gid)]);
@@ -114,36 +135,39 @@ export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry
         const names = [...e.xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
         for (const n of names) records.push([`SCHILY.xattr.${n}`, e.xattrs.get(n)!]);
       }
-      const mtime = new Date(Math.max(0, Math.floor(e.mtime)) * 1000);
+      const mtime = Math.max(0, Math.floor(e.mtime));
+      const size = e.type === 'file' ? e.size : 0;
       if (records.length > 0) {
         const body = encodePaxRecords(records);
-        await entryAsync(pack, { name: 'PaxHeader', type: 'pax-header' as never, size: body.length, mode: 0o644, uid: 0, gid: 0, mtime, uname: '', gname: '' }, body);
+        yield ustarHeader({ name: 'PaxHeader', type: 'pax', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, linkname: '', devmajor: 0, devminor: 0 });
+        yield body;
+        yield padding(body.length);
       }
-      const header: PackHeader = {
+      yield ustarHeader({
         name: ustarName,
         type: e.type,
-        // tar-stream replaces a falsy mode with 0644; the type bits keep mode 0 intact
-        // (the header field is masked to 0o7777).
-        mode: (e.mode & 0o7777) | TYPE_BITS[e.type],
+        mode: e.mode,
         uid: Math.min(e.uid, MAX_OCTAL_ID),
         gid: Math.min(e.gid, MAX_OCTAL_ID),
-        size: e.type === 'file' ? e.size : 0,
+        size,
         mtime,
-        uname: '',
-        gname: '',
+        linkname: ustarLink,
         devmajor: e.devmajor ?? 0,
         devminor: e.devminor ?? 0,
-      };
-      if (e.type === 'link' || e.type === 'symlink') header.linkname = ustarLink;
-      if (e.type === 'file' && e.size > 0) {
+      });
+      if (size > 0) {
         if (e.source === undefined) throw new Error(`tar entry ${e.path}: a non-empty file needs a source`);
-        await writeFileEntry(pack, header, e.source, e.size, opts.signal);
-      } else {
-        await entryAsync(pack, header, e.type === 'file' ? Buffer.alloc(0) : undefined);
+        let written = 0;
+        const rs = createReadStream(e.source, { end: size - 1, highWaterMark: 256 * 1024, ...(opts.signal ? { signal: opts.signal } : {}) });
+        for await (const chunk of rs as AsyncIterable<Buffer>) {
+          written += chunk.length;
+          yield chunk;
+        }
+        if (written !== size) throw new Error(`file ${e.source} changed while archiving: expected ${size} bytes, found ${written}`);
+        yield padding(size);
       }
     }
-    pack.finalize();
-  })().catch((err: Error) => pack.destroy(err));
-  // Readable.from pulls on demand, so a slow consumer back-pressures the whole walk.
-  return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+    yield Buffer.alloc(1024);
+  }
+  return Readable.from(gen(), { objectMode: false });
 }
