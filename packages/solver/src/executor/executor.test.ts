@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { AbortError, createExecutor, ExecutorError, type Executor, type ExecMount, type NetworkMode, type RunRequest } from './index.js';
@@ -188,8 +188,8 @@ for (const backend of ['runc', 'unshare'] as const) {
         assert.ok(r.createdStubs.includes('mnt/ro'));
         assert.ok(r.createdStubs.includes('mnt/rw'));
         assert.ok(r.createdStubs.includes('scratch'));
-        // The tmpfs content never reaches the rootfs.
-        assert.deepEqual(await readdir(join(rootfs, 'scratch')), []);
+        // Empty stubs are removed after the run; the tmpfs content never reached the rootfs.
+        for (const stub of ['mnt/ro', 'mnt/rw', 'mnt', 'scratch']) assert.equal(existsSync(join(rootfs, stub)), false, stub);
       } finally {
         await rm(src, { recursive: true, force: true });
         await rm(rwSrc, { recursive: true, force: true });
@@ -218,6 +218,40 @@ for (const backend of ['runc', 'unshare'] as const) {
       } finally {
         await rm(src, { recursive: true, force: true });
       }
+    });
+
+    test('stub cleanup never follows a symlink the step planted (CVE-2024-23652)', async (t) => {
+      if (!prereqs(t)) return;
+      const sentinel = await mkdtemp(join(tmpdir(), 'tsbuild-sentinel-'));
+      await mkdir(join(sentinel, 'y'));
+      await writeFile(join(sentinel, 'y', 'victim'), '');
+      try {
+        // Without CAP_SYS_ADMIN the step cannot unmount, but it can move the stub's parent away.
+        const r = await sh(exec, rootfs, `mv /x /x.old && ln -s ${sentinel} /x`, {
+          mounts: [{ type: 'tmpfs', target: '/x/y/victim' }],
+        });
+        assert.equal(r.exitCode, 0, r.stderr);
+        assert.deepEqual(r.createdStubs.filter((x) => x.startsWith('x')), ['x', 'x/y', 'x/y/victim']);
+        assert.equal(existsSync(join(sentinel, 'y', 'victim')), true, 'the host victim must survive');
+        assert.equal((await lstat(join(rootfs, 'x'))).isSymbolicLink(), true, 'the planted symlink stays (it is the step output)');
+        await rm(join(rootfs, 'x'));
+        await rm(join(rootfs, 'x.old'), { recursive: true });
+      } finally {
+        await rm(sentinel, { recursive: true, force: true });
+      }
+    });
+
+    test('fds the builder inherited without CLOEXEC do not reach the step', async (t) => {
+      if (!prereqs(t)) return;
+      // A child node process inherits an extra pipe as fd 3 (not close-on-exec) and runs a step.
+      const child = join(dirname(new URL(import.meta.url).pathname), 'test-helpers', 'leaky-parent.ts');
+      const out = execFileSync(process.execPath, ['--import', 'tsx', child, backend, rootfs, stateDir], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
+      });
+      const fds = JSON.parse(out) as { inherited: string[]; step: string[] };
+      assert.ok(fds.inherited.includes('3'), `the helper must really hold fd 3: ${fds.inherited.join(',')}`);
+      assert.deepEqual(fds.step, ['0', '1', '2']);
     });
 
     test('abort kills a sleeping step within a second and leaves no container', async (t) => {
@@ -252,8 +286,14 @@ for (const backend of ['runc', 'unshare'] as const) {
 
     test('concurrent steps do not collide', async (t) => {
       if (!prereqs(t)) return;
-      const rs = await Promise.all([1, 2, 3, 4].map((i) => sh(exec, rootfs, `echo $$ ${i}`, { network: i % 2 === 0 ? 'none' : 'default' })));
-      assert.deepEqual(rs.map((r) => r.stdout), ['1 1\n', '1 2\n', '1 3\n', '1 4\n']);
+      // One rootfs per step, as the solver mounts one snapshot per step.
+      const roots = await Promise.all([1, 2, 3, 4].map(() => makeBusyboxRootfs()));
+      try {
+        const rs = await Promise.all(roots.map((root, i) => sh(exec, root, `echo $$ ${i}; hostname`, { network: i % 2 === 0 ? 'none' : 'default', hostname: `h${i}` })));
+        assert.deepEqual(rs.map((r) => r.stdout), ['1 0\nh0\n', '1 1\nh1\n', '1 2\nh2\n', '1 3\nh3\n']);
+      } finally {
+        await Promise.all(roots.map((root) => rm(dirname(root), { recursive: true, force: true })));
+      }
     });
   });
 }

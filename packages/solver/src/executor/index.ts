@@ -21,6 +21,7 @@ import { UnshareExecutor, type UnshareTools } from './unshare.js';
 export type { BindMount, ExecMount, Executor, ExecutorOptions, NetworkMode, ProcessSpec, RunRequest, RunResult, TmpfsMount } from './types.js';
 export { AbortError, ExecutorError, type ExecutorErrorCode } from './errors.js';
 export { resolveInRoot, type ResolveInRootOptions } from './resolve-in-root.js';
+export { removeStubs } from './stubs.js';
 export { resolveUser, type ResolvedUser } from './user.js';
 export { checkRuncVersion, RUNC_CVES, type RuncCve, type RuncVerdict, type RuncVersion } from './runtime-check.js';
 export { DEFAULT_CAPABILITIES, DEFAULT_HOSTNAME } from './prepare.js';
@@ -42,7 +43,11 @@ async function createRunc(stateDir: string): Promise<Executor> {
   if (!(await probeCgroupParent())) {
     throw new ExecutorError('FAILED_PRECONDITION', 'runc cannot create cgroups on this host: expected a writable /sys/fs/cgroup hierarchy, found a read-only or missing one');
   }
-  return new RuncExecutor({ runc, stateDir, nofile: await stepNofileLimit() });
+  const bash = await findExecutable('bash');
+  if (bash === undefined) {
+    throw new ExecutorError('FAILED_PRECONDITION', 'the runc launcher needs bash, found none in PATH; install the Debian package bash', { missingPackage: 'bash' });
+  }
+  return new RuncExecutor({ runc, bash, stateDir, nofile: await stepNofileLimit() });
 }
 
 async function createUnshare(stateDir: string): Promise<Executor> {

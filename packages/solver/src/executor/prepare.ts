@@ -146,8 +146,10 @@ function underVirtualFs(containerPath: string): boolean {
 /**
  * Validates the request, creates mount-point stubs inside the rootfs and the step's
  * generated /etc files inside `privateDir` (which must exist and be private to this step).
+ * Every stub is appended to `stubs` as soon as it exists, so the caller can clean up even
+ * when preparation fails half-way.
  */
-export async function prepareStep(req: RunRequest, privateDir: string): Promise<PreparedStep> {
+export async function prepareStep(req: RunRequest, privateDir: string, stubs: string[]): Promise<PreparedStep> {
   validateRequest(req);
   let rootStat;
   try {
@@ -157,7 +159,6 @@ export async function prepareStep(req: RunRequest, privateDir: string): Promise<
   }
   if (!rootStat.isDirectory()) throw new ExecutorError('INVALID_ARGUMENT', `rootfs ${req.rootfs} must be a directory, found a non-directory`);
 
-  const stubs: string[] = [];
   const ensure = async (path: string, kind: StubKind): Promise<{ containerPath: string; hostPath: string }> => {
     const r = await ensureInRoot(req.rootfs, path, kind);
     stubs.push(...r.created);
@@ -219,7 +220,7 @@ export async function prepareStep(req: RunRequest, privateDir: string): Promise<
   if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${await homeForUid(req.rootfs, req.process.user.uid)}`);
 
   return {
-    stubs,
+    stubs: [...stubs],
     mounts,
     cwd,
     env,

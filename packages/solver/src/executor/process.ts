@@ -79,3 +79,10 @@ export function spawnStreaming(
   }
   return { pid: child.pid, done, kill: (s) => child.kill(s) };
 }
+
+/**
+ * bash snippet that closes every fd above 2 of the shell. Node opens its own fds with
+ * O_CLOEXEC, but fds the builder inherited from its parent without it would otherwise pass
+ * through `runc run` (Go keeps them across exec) or unshare into the step.
+ */
+export const CLOSE_INHERITED_FDS = 'for f in /proc/self/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done';

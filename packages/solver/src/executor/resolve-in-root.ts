@@ -122,14 +122,20 @@ export async function ensureInRoot(root: string, path: string, kind: StubKind): 
       if (errnoOf(err) !== 'ENOENT') throw new ExecutorError('INTERNAL', `cannot inspect ${host}`, { cause: err });
     }
     if (st === undefined) {
-      if (last && kind === 'file') {
-        const fh = await open(host, 'wx', 0o644);
-        await fh.close();
-      } else {
-        await mkdir(host, { mode: 0o755 });
+      try {
+        if (last && kind === 'file') {
+          const fh = await open(host, 'wx', 0o644);
+          await fh.close();
+        } else {
+          await mkdir(host, { mode: 0o755 });
+        }
+        created.push(rel.join('/'));
+        continue;
+      } catch (err) {
+        // Someone else created it meanwhile: not ours; inspect what is there now.
+        if (errnoOf(err) !== 'EEXIST') throw new ExecutorError('INTERNAL', `cannot create ${host}`, { cause: err });
+        st = await lstat(host);
       }
-      created.push(rel.join('/'));
-      continue;
     }
     if (st.isSymbolicLink()) {
       throw new ExecutorError('FAILED_PRECONDITION', `path ${JSON.stringify('/' + rel.join('/'))} inside ${root} changed into a symlink while being prepared`);

@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, ExecutorError } from './errors.js';
 import { prepareStep } from './prepare.js';
-import { runTool, spawnStreaming } from './process.js';
+import { removeStubs } from './stubs.js';
+import { CLOSE_INHERITED_FDS, runTool, spawnStreaming } from './process.js';
 import { buildRuncSpec } from './runc-spec.js';
 import type { Executor, RunRequest, RunResult } from './types.js';
 
 /** Host facts the runc backend was created with. */
 export interface RuncConfig {
   runc: string;
+  /** bash, used as a launcher that closes inherited fds before exec'ing runc. */
+  bash: string;
   stateDir: string;
   /** RLIMIT_NOFILE for steps. */
   nofile: number;
@@ -77,8 +80,9 @@ export class RuncExecutor implements Executor {
     const bundle = join(this.#cfg.stateDir, 'bundles', id);
     await mkdir(this.#runcRoot, { recursive: true, mode: 0o700 });
     await mkdir(bundle, { recursive: true, mode: 0o700 });
+    const stubs: string[] = [];
     try {
-      const prepared = await prepareStep(req, bundle);
+      const prepared = await prepareStep(req, bundle, stubs);
       const spec = buildRuncSpec({
         rootfs: req.rootfs,
         process: req.process,
@@ -90,8 +94,9 @@ export class RuncExecutor implements Executor {
       await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
       const logFile = join(bundle, 'runc.log');
       const child = spawnStreaming(
-        this.#cfg.runc,
-        ['--root', this.#runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id],
+        this.#cfg.bash,
+        ['--noprofile', '--norc', '-c', `${CLOSE_INHERITED_FDS}; exec "$@"`, 'tsbuild-launch',
+          this.#cfg.runc, '--root', this.#runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id],
         { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: req.stdin, onStdout: req.onStdout, onStderr: req.onStderr },
       );
       let aborted = false;
@@ -121,6 +126,8 @@ export class RuncExecutor implements Executor {
       return { exitCode: code, createdStubs: prepared.stubs };
     } finally {
       await this.#cleanup(id, bundle);
+      // The container (and its mount namespace) is gone: drop the stubs that are still empty.
+      await removeStubs(req.rootfs, stubs);
     }
   }
 

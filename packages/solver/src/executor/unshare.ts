@@ -10,7 +10,8 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortError, ExecutorError } from './errors.js';
 import { DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, prepareStep, type PreparedStep } from './prepare.js';
-import { spawnStreaming } from './process.js';
+import { CLOSE_INHERITED_FDS, spawnStreaming } from './process.js';
+import { removeStubs } from './stubs.js';
 import type { Executor, RunRequest, RunResult } from './types.js';
 
 /** Host tools the unshare backend runs (absolute paths). */
@@ -47,7 +48,7 @@ export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: Uns
   const lines: string[] = [
     'set -eu',
     // Close every inherited fd above 2 (fds the builder's own parent leaked without CLOEXEC).
-    'for f in /proc/self/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done',
+    CLOSE_INHERITED_FDS,
     // Setup diagnostics go to a private log, not to the step's stderr.
     `exec 3>&2 2>${q(setupLog)}`,
     `${M} -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs ${q(hostPath(R, '/dev'))}`,
@@ -131,8 +132,9 @@ export class UnshareExecutor implements Executor {
     const id = `tsbuild-${randomBytes(8).toString('hex')}`;
     const priv = join(this.#stateDir, 'unshare', id);
     await mkdir(priv, { recursive: true, mode: 0o700 });
+    const stubs: string[] = [];
     try {
-      const prep = await prepareStep(req, priv);
+      const prep = await prepareStep(req, priv, stubs);
       const setupLog = join(priv, 'setup.log');
       const readyFile = join(priv, 'ready');
       const script = buildSetupScript(req, prep, this.#tools, this.#nofile, setupLog, readyFile);
@@ -140,7 +142,7 @@ export class UnshareExecutor implements Executor {
       // Node hands children socketpairs, but steps expect pipes (`echo > /dev/stdout` cannot
       // open a socket). A host-side bash swaps them for pipes drained by `cat` (outside the
       // namespaces), then execs unshare under the same pid.
-      const pipeWrap = `exec "$@"${req.stdin !== undefined ? ' < <(exec cat)' : ''} > >(exec cat) 2> >(exec cat >&2)`;
+      const pipeWrap = `${CLOSE_INHERITED_FDS}; exec "$@"${req.stdin !== undefined ? ' < <(exec cat)' : ''} > >(exec cat) 2> >(exec cat >&2)`;
       const launcher = [this.#tools.unshare, ...nsFlags, '--', this.#tools.bash, '--noprofile', '--norc', '-c', script, 'tsbuild-setup'];
       const child = spawnStreaming(this.#tools.bash, ['--noprofile', '--norc', '-c', pipeWrap, 'tsbuild-launch', ...launcher], {
         env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
@@ -168,6 +170,8 @@ export class UnshareExecutor implements Executor {
       return { exitCode: code, createdStubs: prep.stubs };
     } finally {
       await rm(priv, { recursive: true, force: true });
+      // pid 1 is reaped, so the mount namespace is gone: drop the stubs that are still empty.
+      await removeStubs(req.rootfs, stubs);
     }
   }
 }
