@@ -213,8 +213,11 @@ for (const backend of ['runc', 'unshare'] as const) {
         assert.equal(existsSync(outside), false, 'nothing may be created on the host outside the rootfs');
         assert.equal(await readFile(join(rootfs, outside, 'wd', 'here'), 'utf8'), 'hi\n');
         assert.ok(r.createdStubs.includes(`${outside.slice(1)}/m`));
-        // WORKDIR /proc/self/fd/N (CVE-2024-21626's shape) is refused.
-        await assert.rejects(sh(exec, rootfs, 'true', { cwd: '/proc/self/fd/7' }), (e: unknown) => e instanceof ExecutorError && e.code === 'INVALID_ARGUMENT');
+        // WORKDIR /proc/self/fd/N (CVE-2024-21626's shape) is refused before anything runs.
+        for (let n = 3; n <= 32; n++) {
+          await assert.rejects(sh(exec, rootfs, 'cat ../../../etc/passwd', { cwd: `/proc/self/fd/${n}` }), (e: unknown) => e instanceof ExecutorError && e.code === 'INVALID_ARGUMENT');
+        }
+        assert.equal(existsSync(join(rootfs, 'proc', 'self')), false, 'no directories created under /proc');
       } finally {
         await rm(src, { recursive: true, force: true });
       }
@@ -297,3 +300,15 @@ for (const backend of ['runc', 'unshare'] as const) {
     });
   });
 }
+
+test('auto isolation picks runc when it is installed and safe', async (t) => {
+  if (!requirePrereq(t, isRoot(), 'root (the executor needs namespaces and mounts)', 'sudo')) return;
+  if (!requirePrereq(t, existsSync('/usr/sbin/runc'), 'runc', 'runc')) return;
+  const stateDir = await mkdtemp(join(tmpdir(), 'tsbuild-exec-state-'));
+  try {
+    assert.equal((await createExecutor({ stateDir })).name, 'runc');
+    await assert.rejects(createExecutor({ stateDir: 'relative' }), (e: unknown) => e instanceof ExecutorError && e.code === 'INVALID_ARGUMENT');
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
+});
