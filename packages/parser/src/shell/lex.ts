@@ -50,7 +50,21 @@ class Words {
     this.inWord = true;
   }
   addString(s: string): void {
-    for (const c of s) this.addChar(c.codePointAt(0)!);
+    // same as addChar per character, but appending runs of non-space at once
+    // (every Go space is in the BMP, so code units suffice)
+    let i = 0;
+    while (i < s.length) {
+      if (isGoSpace(s.charCodeAt(i))) {
+        this.addChar(s.charCodeAt(i));
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < s.length && !isGoSpace(s.charCodeAt(j))) j++;
+      this.word += s.slice(i, j);
+      this.inWord = true;
+      i = j;
+    }
   }
   addRawString(s: string): void {
     this.word += s;
