@@ -1,1 +1,17 @@
-export const packageName = '@tsbuild/solver';
+/**
+ * @tsbuild/solver: runs Dockerfile builds against a local store, with a build cache
+ * keyed by content digests that explains every miss.
+ *
+ * ```ts
+ * import { BuildStore, build } from '@tsbuild/solver';
+ * const store = await BuildStore.open();
+ * const result = await build(store, { context: '.', tags: ['hello'], onProgress: (e) => console.log(e) });
+ * ```
+ */
+export { build, type BuildOptions, type BuildResult, type SecretSource } from './frontend/build.js';
+export { BuildStore, defaultStoreRoot, type StoreOptions } from './store.js';
+export type { ProgressEvent, ProgressHandler, VertexEvent } from './progress.js';
+export type { BuildStepSummary, BuildSummary, CacheRecord, KeyComponents, RecordedLayer } from './cache/cache-db.js';
+export { BuildError, ExecFailedError, BuildCanceledError, type ErrorCode, type StepLocation } from './errors.js';
+export type { NetworkMode } from './executor/index.js';
+export { importRootfs, type ImportOptions } from './ops/import.js';

@@ -1,0 +1,312 @@
+import Database from 'better-sqlite3';
+import type { Key } from './keys.js';
+
+/** A layer as recorded in the cache: enough to put it in an image without reading it. */
+export interface RecordedLayer {
+  mediaType: string;
+  digest: Key;
+  size: number;
+  diffId: Key;
+}
+
+/** What a cache key was computed from. Secrets never appear here. */
+export interface KeyComponents {
+  /** the key of the step this one builds on (the base image digest for a stage's first step) */
+  parent: string;
+  /** the instruction after variable expansion, in canonical form */
+  op: string;
+  /** build ARG values the step can see (a changed ARG invalidates from its first use) */
+  args?: Record<string, string>;
+  /** digest over the files the step reads (COPY/ADD sources, RUN bind mounts) */
+  files?: string;
+  /** other inputs: keys of stages copied from or mounted */
+  inputs?: Record<string, string>;
+}
+
+export interface CacheRecord {
+  key: Key;
+  stepRef: string;
+  description: string;
+  components: KeyComponents;
+  /** undefined when the step changed nothing on disk */
+  layer?: RecordedLayer;
+  created: number;
+  lastUsed: number;
+  usageCount: number;
+}
+
+export interface FileDigest {
+  path: string;
+  digest: string;
+}
+
+export interface MemoEntry {
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  digest: string;
+}
+
+export interface BuildStepSummary {
+  stepRef: string;
+  description: string;
+  stage: string;
+  cached: boolean;
+  reason?: string;
+  key?: string;
+  location?: string;
+}
+
+export interface BuildSummary {
+  id: number;
+  dockerfile: string;
+  started: number;
+  finished?: number;
+  ok: boolean;
+  steps: BuildStepSummary[];
+}
+
+interface RecordRow {
+  key: string;
+  step_ref: string;
+  description: string;
+  components: string;
+  layer: string | null;
+  created: number;
+  last_used: number;
+  usage_count: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS records (
+  key TEXT PRIMARY KEY,
+  step_ref TEXT NOT NULL,
+  description TEXT NOT NULL,
+  components TEXT NOT NULL,
+  layer TEXT,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL,
+  usage_count INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS records_step ON records(step_ref, created);
+CREATE TABLE IF NOT EXISTS record_files (
+  key TEXT NOT NULL,
+  path TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  PRIMARY KEY (key, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_memo (
+  path TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  ctime_ns TEXT NOT NULL,
+  ino TEXT NOT NULL,
+  digest TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS builds (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  dockerfile TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  finished INTEGER,
+  ok INTEGER NOT NULL DEFAULT 0,
+  steps TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS builds_file ON builds(dockerfile, id);
+CREATE TABLE IF NOT EXISTS leases (
+  id TEXT PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lease_refs (
+  lease TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  PRIMARY KEY (lease, ref)
+) WITHOUT ROWID;
+`;
+
+function toRecord(row: RecordRow): CacheRecord {
+  const rec: CacheRecord = {
+    key: row.key as Key,
+    stepRef: row.step_ref,
+    description: row.description,
+    components: JSON.parse(row.components) as KeyComponents,
+    created: row.created,
+    lastUsed: row.last_used,
+    usageCount: row.usage_count,
+  };
+  if (row.layer !== null) rec.layer = JSON.parse(row.layer) as RecordedLayer;
+  return rec;
+}
+
+/**
+ * The store's SQLite index: cache records, per-record file digests (for miss
+ * explanations), the context metadata memo, build summaries and leases.
+ * WAL mode with a busy timeout, so several tsbuild processes share it; every
+ * multi-row update runs in one transaction.
+ */
+export class CacheDb {
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  static open(file: string): CacheDb {
+    const db = new Database(file, { timeout: 30_000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 30000');
+    db.exec(SCHEMA);
+    return new CacheDb(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get(key: string): CacheRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM records WHERE key = ?').get(key) as RecordRow | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Marks a record as used now. */
+  touch(key: string, now: number): void {
+    this.db.prepare('UPDATE records SET last_used = ?, usage_count = usage_count + 1 WHERE key = ?').run(now, key);
+  }
+
+  /** The most recent record for the same step (excluding `exceptKey`), to explain a miss. */
+  latestForStep(stepRef: string, exceptKey: string): CacheRecord | undefined {
+    const row = this.db
+      .prepare('SELECT * FROM records WHERE step_ref = ? AND key != ? ORDER BY created DESC, rowid DESC LIMIT 1')
+      .get(stepRef, exceptKey) as RecordRow | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Saves a record and the file digests it was computed from, in one transaction. */
+  save(rec: CacheRecord, files: readonly FileDigest[] = []): void {
+    const insert = this.db.prepare(
+      `INSERT INTO records (key, step_ref, description, components, layer, created, last_used, usage_count)
+       VALUES (@key, @step_ref, @description, @components, @layer, @created, @last_used, @usage_count)
+       ON CONFLICT(key) DO UPDATE SET last_used = excluded.last_used, step_ref = excluded.step_ref,
+         usage_count = records.usage_count + 1`,
+    );
+    const insertFile = this.db.prepare('INSERT OR REPLACE INTO record_files (key, path, digest) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      insert.run({
+        key: rec.key,
+        step_ref: rec.stepRef,
+        description: rec.description,
+        components: JSON.stringify(rec.components),
+        layer: rec.layer ? JSON.stringify(rec.layer) : null,
+        created: rec.created,
+        last_used: rec.lastUsed,
+        usage_count: rec.usageCount,
+      });
+      for (const f of files) insertFile.run(rec.key, f.path, f.digest);
+    })();
+  }
+
+  files(key: string): FileDigest[] {
+    return this.db.prepare('SELECT path, digest FROM record_files WHERE key = ? ORDER BY path').all(key) as FileDigest[];
+  }
+
+  all(): CacheRecord[] {
+    return (this.db.prepare('SELECT * FROM records ORDER BY created').all() as RecordRow[]).map(toRecord);
+  }
+
+  /** Deletes records (and their file lists) in one transaction. */
+  deleteRecords(keys: readonly string[]): void {
+    const del = this.db.prepare('DELETE FROM records WHERE key = ?');
+    const delFiles = this.db.prepare('DELETE FROM record_files WHERE key = ?');
+    this.db.transaction(() => {
+      for (const k of keys) {
+        del.run(k);
+        delFiles.run(k);
+      }
+    })();
+  }
+
+  /** Loads the memo rows for every path under `prefix` (a directory with trailing slash). */
+  loadMemo(prefix: string): Map<string, MemoEntry> {
+    const rows = this.db
+      .prepare('SELECT path, size, mtime_ns, ctime_ns, ino, digest FROM file_memo WHERE path >= ? AND path < ?')
+      .all(prefix, `${prefix}\uffff`) as { path: string; size: number; mtime_ns: string; ctime_ns: string; ino: string; digest: string }[];
+    const out = new Map<string, MemoEntry>();
+    for (const r of rows) {
+      out.set(r.path, { size: r.size, mtimeNs: BigInt(r.mtime_ns), ctimeNs: BigInt(r.ctime_ns), ino: BigInt(r.ino), digest: r.digest });
+    }
+    return out;
+  }
+
+  saveMemo(entries: ReadonlyMap<string, MemoEntry>): void {
+    if (entries.size === 0) return;
+    const stmt = this.db.prepare(
+      'INSERT OR REPLACE INTO file_memo (path, size, mtime_ns, ctime_ns, ino, digest) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      for (const [p, e] of entries) stmt.run(p, e.size, e.mtimeNs.toString(), e.ctimeNs.toString(), e.ino.toString(), e.digest);
+    })();
+  }
+
+  startBuild(dockerfile: string, now: number): number {
+    const r = this.db.prepare('INSERT INTO builds (dockerfile, started) VALUES (?, ?)').run(dockerfile, now);
+    return Number(r.lastInsertRowid);
+  }
+
+  finishBuild(id: number, ok: boolean, steps: readonly BuildStepSummary[], now: number): void {
+    this.db
+      .prepare('UPDATE builds SET finished = ?, ok = ?, steps = ? WHERE id = ?')
+      .run(now, ok ? 1 : 0, JSON.stringify(steps), id);
+  }
+
+  lastBuild(dockerfile?: string): BuildSummary | undefined {
+    const row = (
+      dockerfile === undefined
+        ? this.db.prepare('SELECT * FROM builds WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1').get()
+        : this.db
+            .prepare('SELECT * FROM builds WHERE dockerfile = ? AND finished IS NOT NULL ORDER BY id DESC LIMIT 1')
+            .get(dockerfile)
+    ) as { id: number; dockerfile: string; started: number; finished: number | null; ok: number; steps: string } | undefined;
+    if (!row) return undefined;
+    const out: BuildSummary = {
+      id: row.id,
+      dockerfile: row.dockerfile,
+      started: row.started,
+      ok: row.ok === 1,
+      steps: JSON.parse(row.steps) as BuildStepSummary[],
+    };
+    if (row.finished !== null) out.finished = row.finished;
+    return out;
+  }
+
+  /** Registers a lease held by this process on a set of refs (record keys, snapshot names, blobs). */
+  addLease(id: string, pid: number, refs: readonly string[], now: number): void {
+    const ins = this.db.prepare('INSERT OR IGNORE INTO lease_refs (lease, ref) VALUES (?, ?)');
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO leases (id, pid, created) VALUES (?, ?, ?)').run(id, pid, now);
+      for (const r of refs) ins.run(id, r);
+    })();
+  }
+
+  releaseLease(id: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM lease_refs WHERE lease = ?').run(id);
+      this.db.prepare('DELETE FROM leases WHERE id = ?').run(id);
+    })();
+  }
+
+  /** Refs held by leases whose process is alive; leases of dead processes are dropped. */
+  leasedRefs(isAlive: (pid: number) => boolean): Set<string> {
+    const leases = this.db.prepare('SELECT id, pid FROM leases').all() as { id: string; pid: number }[];
+    const out = new Set<string>();
+    for (const l of leases) {
+      if (!isAlive(l.pid)) {
+        this.releaseLease(l.id);
+        continue;
+      }
+      for (const r of this.db.prepare('SELECT ref FROM lease_refs WHERE lease = ?').all(l.id) as { ref: string }[]) out.add(r.ref);
+    }
+    return out;
+  }
+}

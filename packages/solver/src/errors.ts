@@ -1,0 +1,47 @@
+/** Error categories, after containerd's errdefs. */
+export type ErrorCode = 'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'INVALID_ARGUMENT' | 'INTERNAL' | 'CANCELED';
+
+/** Where in a Dockerfile an error happened. */
+export interface StepLocation {
+  file: string;
+  line: number;
+  column?: number;
+}
+
+/** A build failed for a reason the user can act on (bad input, missing file, missing image...). */
+export class BuildError extends Error {
+  override name = 'BuildError';
+  readonly code: ErrorCode;
+  location?: StepLocation;
+
+  constructor(message: string, code: ErrorCode = 'INVALID_ARGUMENT', options?: { cause?: unknown; location?: StepLocation }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    if (options?.location) this.location = options.location;
+  }
+}
+
+/** A RUN step exited non-zero. Carries the exit code and the last lines of its output. */
+export class ExecFailedError extends BuildError {
+  override name = 'ExecFailedError';
+  readonly exitCode: number;
+  readonly argv: readonly string[];
+  readonly lastLines: readonly string[];
+  readonly step: string;
+
+  constructor(step: string, argv: readonly string[], exitCode: number, lastLines: readonly string[], location?: StepLocation) {
+    super(`process ${JSON.stringify(argv.join(' '))} did not complete successfully: exit code: ${exitCode}`, 'FAILED_PRECONDITION', location ? { location } : undefined);
+    this.step = step;
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.lastLines = lastLines;
+  }
+}
+
+/** The build was cancelled (signal aborted, or another step failed first). */
+export class BuildCanceledError extends BuildError {
+  override name = 'BuildCanceledError';
+  constructor(message = 'build canceled') {
+    super(message, 'CANCELED');
+  }
+}

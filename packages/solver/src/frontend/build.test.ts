@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { build, type BuildOptions } from '../index.js';
+import type { ProgressEvent } from '../progress.js';
+import { REPO_ROOT, requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
+
+/** Lists the member names of an uncompressed tar (ustar + PAX path records). */
+function tarNames(tar: Buffer): string[] {
+  const names: string[] = [];
+  let off = 0;
+  let paxPath: string | undefined;
+  while (off + 512 <= tar.length) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const size = parseInt(h.subarray(124, 136).toString('ascii').replace(/\0.*$/, '').trim() || '0', 8);
+    const type = String.fromCharCode(h[156]);
+    const name = h.subarray(0, 100).toString('utf8').replace(/\0.*$/, '');
+    const prefix = h.subarray(345, 500).toString('utf8').replace(/\0.*$/, '');
+    const body = tar.subarray(off + 512, off + 512 + size);
+    if (type === 'x') {
+      const m = /\d+ path=([^\n]*)\n/.exec(body.toString('utf8'));
+      if (m) paxPath = m[1];
+    } else {
+      names.push(paxPath ?? (prefix ? `${prefix}/${name}` : name));
+      paxPath = undefined;
+    }
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}
+
+describe('build', { concurrency: false }, () => {
+  let ts: TestStore;
+  let ctx: string;
+  let ok = true;
+
+  before(async (t) => {
+    ok = requireBuildPrereqs(t);
+    if (!ok) return;
+    ts = await tempStoreWithBusybox();
+    ctx = await mkdtemp(join(tmpdir(), 'tsbuild-ctx-'));
+    await cp(join(REPO_ROOT, 'fixtures', 'hello'), ctx, { recursive: true });
+  });
+  after(async () => {
+    if (!ok) return;
+    await ts.cleanup();
+    await rm(ctx, { recursive: true, force: true });
+  });
+
+  const run = async (extra: Partial<BuildOptions> = {}) => {
+    const events: ProgressEvent[] = [];
+    const res = await build(ts.store, { context: ctx, tags: ['hello:test'], onProgress: (e) => events.push(e), ...extra });
+    return { res, events };
+  };
+
+  it('builds the multi-stage hello fixture into a valid image', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const { res, events } = await run();
+    assert.ok(res.steps.length >= 6, 'every RUN/COPY/WORKDIR step is reported');
+    assert.ok(res.steps.every((s) => !s.cached), 'a first build misses everywhere');
+    const isolation = events.find((e) => e.type === 'vertex' && e.isolation !== undefined);
+    assert.ok(isolation && isolation.type === 'vertex' && (isolation.isolation === 'runc' || isolation.isolation === 'unshare'));
+    const img = await ts.store.images.resolve('hello:test');
+    assert.ok(img);
+    assert.equal(img.manifestDigest, res.digest);
+    assert.deepEqual(img.config.config.Cmd, ['cat', '/etc/hello/out.txt']);
+    assert.equal(img.config.config.User, 'app');
+    assert.equal(img.config.config.WorkingDir, '/home/app');
+    assert.ok(img.config.config.Env?.includes('GREETING=hello from tsbuild'));
+    assert.deepEqual(img.config.config.ExposedPorts, { '8080/tcp': {} });
+    assert.equal(img.config.rootfs.diff_ids.length, img.manifest.layers.length);
+    // every layer: digest = sha256(blob), diffID = sha256(uncompressed tar)
+    const names: string[][] = [];
+    for (const [i, l] of img.manifest.layers.entries()) {
+      const blob = await ts.store.content.readBlob(l.digest);
+      assert.equal(`sha256:${createHash('sha256').update(blob).digest('hex')}`, l.digest);
+      assert.equal(blob.length, l.size);
+      const tar = l.mediaType.endsWith('gzip') ? gunzipSync(blob) : blob;
+      assert.equal(`sha256:${createHash('sha256').update(tar).digest('hex')}`, img.config.rootfs.diff_ids[i]);
+      names.push(tarNames(tar));
+    }
+    // the RUN that deletes a base file leaves a whiteout
+    assert.ok(names.some((n) => n.includes('bin/.wh.wget')), `a layer holds bin/.wh.wget: ${JSON.stringify(names.slice(1))}`);
+    assert.ok(names.some((n) => n.includes('etc/hello/out.txt')));
+    // runtime stubs (/proc, /dev, /etc/hosts...) never end up in a layer
+    for (const n of names.slice(1)) {
+      assert.ok(!n.some((x) => /^(proc|sys|dev)\/?$|^etc\/(hosts|resolv\.conf|hostname)$/.test(x)), `no runtime stubs in ${JSON.stringify(n)}`);
+    }
+  });
+
+  it('serves an identical rebuild from the cache, with the same digest', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const first = await run();
+    const { res, events } = await run();
+    assert.ok(res.steps.length > 0);
+    assert.ok(res.steps.every((s) => s.cached), JSON.stringify(res.steps));
+    assert.equal(res.digest === first.res.digest || res.image.config.rootfs.diff_ids.join() === first.res.image.config.rootfs.diff_ids.join(), true);
+    assert.deepEqual(res.image.config.rootfs.diff_ids, first.res.image.config.rootfs.diff_ids);
+    assert.ok(!events.some((e) => e.type === 'log'), 'nothing ran');
+  });
+
+  it('hits the cache when a file is only touched, misses naming the file when it changes', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    await run();
+    const f = join(ctx, 'message.txt');
+    const later = new Date(Date.now() + 60_000);
+    await utimes(f, later, later);
+    const touched = await run();
+    assert.ok(touched.res.steps.every((s) => s.cached), 'touch-only change is a hit');
+    await writeFile(f, 'a different message\n');
+    const changed = await run();
+    const copy = changed.res.steps.find((s) => s.description.includes('COPY message.txt'));
+    assert.ok(copy && !copy.cached);
+    assert.match(copy.reason ?? '', /file message\.txt changed/);
+    const runStep = changed.res.steps.find((s) => s.description.includes('RUN echo'));
+    assert.ok(runStep && !runStep.cached);
+    assert.equal(runStep.reason, 'parent step missed the cache');
+    const out = await readFile(join(REPO_ROOT, 'fixtures', 'hello', 'message.txt'), 'utf8');
+    await writeFile(f, out);
+  });
+
+  it('misses with the ARG named when a build arg changes', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.arg');
+    await writeFile(df, 'FROM busybox:local\nARG VERSION=1\nRUN echo version $VERSION > /v\n');
+    await run({ dockerfile: df, buildArgs: { VERSION: '1.2' } });
+    const again = await run({ dockerfile: df, buildArgs: { VERSION: '1.3' } });
+    const step = again.res.steps.find((s) => s.description.includes('RUN'));
+    assert.ok(step && !step.cached);
+    assert.match(step.reason ?? '', /ARG VERSION 1\.2→1\.3/);
+  });
+
+  it('misses naming the instruction when its text changes', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.instr');
+    await writeFile(df, 'FROM busybox:local\nRUN echo one > /x\n');
+    await run({ dockerfile: df });
+    await writeFile(df, 'FROM busybox:local\nRUN echo two > /x\n');
+    const again = await run({ dockerfile: df });
+    assert.match(again.res.steps[0].reason ?? '', /instruction changed/);
+  });
+
+  it('reports a failing RUN with its exit code, output and Dockerfile line', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.fail');
+    await writeFile(df, 'FROM busybox:local\n\nRUN echo about to fail && exit 7\n');
+    await assert.rejects(run({ dockerfile: df }), (err: Error & { exitCode?: number; lastLines?: string[]; location?: { line: number } }) => {
+      assert.equal(err.name, 'ExecFailedError');
+      assert.equal(err.exitCode, 7);
+      assert.ok(err.lastLines?.includes('about to fail'));
+      assert.equal(err.location?.line, 3);
+      return true;
+    });
+  });
+
+  it('runs independent stages in parallel', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.par');
+    const stages = [1, 2, 3, 4].map((i) => `FROM busybox:local AS s${i}\nRUN sleep 1 && echo ${i} > /out${i}\n`).join('');
+    await writeFile(df, `${stages}FROM busybox:local\n${[1, 2, 3, 4].map((i) => `COPY --from=s${i} /out${i} /\n`).join('')}`);
+    const t0 = Date.now();
+    await run({ dockerfile: df, noCache: true, jobs: 4 });
+    const took = Date.now() - t0;
+    assert.ok(took < 3500, `four 1 s stages took ${took} ms (sequential would be over 4 s)`);
+  });
+
+  it('fails with the file and line when a COPY source is missing', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.missing');
+    await writeFile(df, 'FROM busybox:local\nCOPY nope.txt /\n');
+    await assert.rejects(run({ dockerfile: df }), (err: Error & { location?: { line: number; file: string } }) => {
+      assert.match(err.message, /nope\.txt.*not found/);
+      assert.equal(err.location?.line, 2);
+      assert.equal(err.location?.file, df);
+      return true;
+    });
+  });
+});

@@ -1,0 +1,955 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join, posix, resolve as resolvePath } from 'node:path';
+import {
+  buildStageGraph,
+  expandInstruction,
+  parseDockerfile,
+  toStages,
+  type Instruction,
+  type Stage,
+  type StagesResult,
+} from '@tsbuild/parser';
+import {
+  chainId,
+  DEFAULT_MOUNT_STUBS,
+  exportLayer,
+  mountAll,
+  unmountAll,
+  unpackImage,
+  writeImage,
+  type Compression,
+  type Digest,
+  type ImageConfigFile,
+  type LayerRef,
+  type StoredImage,
+} from '@tsbuild/snapshotter';
+import pLimit from 'p-limit';
+import type { BuildStepSummary, FileDigest, KeyComponents } from '../cache/cache-db.js';
+import { canonicalJson, keyOf, sha256Key, type Key } from '../cache/keys.js';
+import { BuildContext, type SourceMatch } from '../context/build-context.js';
+import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
+import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
+import { copyInto, parseChmod } from '../ops/copy.js';
+import type { ProgressEvent, ProgressHandler } from '../progress.js';
+import type { BuildStore } from '../store.js';
+import { explainMiss } from './explain.js';
+import { addHistory, cloneConfig, DEFAULT_PATH, emptyConfig, envToMap, setEnv } from './image-config.js';
+
+/** A secret made available to `RUN --mount=type=secret`. Its value never enters a key, a layer or a log. */
+export interface SecretSource {
+  id: string;
+  /** a file to read the secret from */
+  src?: string;
+  /** an environment variable of the builder holding the secret */
+  env?: string;
+}
+
+export interface BuildOptions {
+  /** the build context directory */
+  context: string;
+  /** path of the Dockerfile (default `<context>/Dockerfile`) */
+  dockerfile?: string;
+  /** the Dockerfile's text, when it does not come from a file (e.g. stdin); `dockerfile` then only names it */
+  dockerfileText?: string;
+  /** names to tag the result with */
+  tags?: readonly string[];
+  target?: string;
+  buildArgs?: Readonly<Record<string, string>>;
+  labels?: Readonly<Record<string, string>>;
+  /** ignore the cache for every step */
+  noCache?: boolean;
+  /** ignore the cache for these stages only */
+  noCacheFilter?: readonly string[];
+  isolation?: 'auto' | 'runc' | 'unshare';
+  network?: NetworkMode;
+  compression?: Compression;
+  compressionLevel?: number;
+  /** clamp timestamps (layer mtimes, created) to this Unix time, for reproducible images */
+  sourceDateEpoch?: number;
+  secrets?: readonly SecretSource[];
+  /** how many steps run at once (default: number of cores) */
+  jobs?: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressHandler;
+}
+
+export interface BuildResult {
+  image: StoredImage;
+  /** manifest digest */
+  digest: Digest;
+  tags: string[];
+  steps: BuildStepSummary[];
+  /** the stage that was built */
+  target: string;
+}
+
+interface StageState {
+  /** display name: the stage name, or `stage-N` */
+  name: string;
+  layers: LayerRef[];
+  config: ImageConfigFile;
+  /** the key of the filesystem state (chain of file-changing steps) */
+  fsKey: Key;
+  /** ARGs in scope, with their values */
+  args: Map<string, string>;
+  /** the ARG names the steps of this stage have read so far */
+  shell: string[];
+  /** how the stage's base was named, for history and explanations */
+  base: string;
+}
+
+const PROXY_ARGS = new Set([
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+]);
+
+const DEFAULT_SHELL = ['/bin/sh', '-c'];
+
+/** Runs one Dockerfile build against a store. */
+export async function build(store: BuildStore, opts: BuildOptions): Promise<BuildResult> {
+  const b = new Builder(store, opts);
+  return b.run();
+}
+
+class Builder {
+  private readonly store: BuildStore;
+  private readonly opts: BuildOptions;
+  private readonly emit: ProgressHandler;
+  private readonly abort = new AbortController();
+  private readonly steps: BuildStepSummary[] = [];
+  private readonly missed = new Set<string>();
+  private readonly usedArgs = new Set<string>();
+  private readonly stageResults = new Map<number, Promise<StageState>>();
+  private readonly limit: ReturnType<typeof pLimit>;
+  private dockerfilePath = '';
+  private stages: StagesResult | undefined;
+  private context: BuildContext | undefined;
+  private executor: Promise<Executor> | undefined;
+  private vertexSeq = 0;
+  private readonly now = Date.now();
+
+  constructor(store: BuildStore, opts: BuildOptions) {
+    this.store = store;
+    this.opts = opts;
+    this.emit = opts.onProgress ?? (() => {});
+    this.limit = pLimit(Math.max(1, opts.jobs ?? availableParallelism()));
+    if (opts.signal) {
+      if (opts.signal.aborted) this.abort.abort(opts.signal.reason);
+      opts.signal.addEventListener('abort', () => this.abort.abort(opts.signal!.reason), { once: true });
+    }
+  }
+
+  async run(): Promise<BuildResult> {
+    const contextDir = resolvePath(this.opts.context);
+    this.dockerfilePath = this.opts.dockerfile ? resolvePath(this.opts.dockerfile) : join(contextDir, 'Dockerfile');
+    const text =
+      this.opts.dockerfileText ??
+      (await readFile(this.dockerfilePath, 'utf8').catch((err: unknown) => {
+        throw new BuildError(`failed to read dockerfile: open ${this.dockerfilePath}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`, 'NOT_FOUND');
+      }));
+    const parsed = parseDockerfile(text, { file: this.dockerfilePath });
+    for (const w of parsed.warnings) this.emit({ type: 'warning', message: `${w.rule}: ${w.message}`, location: { file: this.dockerfilePath, line: w.range.start.line, column: w.range.start.col } });
+    this.stages = toStages(parsed.ast, { buildArgs: { ...(this.opts.buildArgs ?? {}) }, file: this.dockerfilePath });
+    const graph = buildStageGraph(this.stages, this.opts.target === undefined ? undefined : { target: this.opts.target });
+    this.context = await BuildContext.open(contextDir, this.store.db, this.opts.dockerfile ? { dockerfile: this.dockerfilePath } : {});
+    await this.store.cleanupTemp();
+
+    const buildId = this.store.db.startBuild(this.dockerfilePath, this.now);
+    let ok = false;
+    try {
+      for (const idx of graph.order) this.stageResult(idx);
+      let final: StageState;
+      try {
+        final = await this.stageResult(graph.target);
+        await Promise.all(graph.order.map((i) => this.stageResult(i)));
+      } catch (err) {
+        this.abort.abort(err);
+        await Promise.allSettled([...this.stageResults.values()]);
+        throw err;
+      }
+      this.warnUnusedArgs();
+      const image = await this.finish(final);
+      ok = true;
+      const stage = this.stages.stages[graph.target];
+      return { image, digest: image.manifestDigest, tags: [...(this.opts.tags ?? [])], steps: this.steps, target: stage.name ?? String(stage.index) };
+    } finally {
+      this.store.db.finishBuild(buildId, ok, this.steps, Date.now());
+    }
+  }
+
+  private stageResult(idx: number): Promise<StageState> {
+    let p = this.stageResults.get(idx);
+    if (!p) {
+      p = this.runStage(this.stages!.stages[idx]);
+      p.catch(() => {});
+      this.stageResults.set(idx, p);
+    }
+    return p;
+  }
+
+  private location(range: { start: { line: number; col: number } }): StepLocation {
+    return { file: this.dockerfilePath, line: range.start.line, column: range.start.col };
+  }
+
+  private checkAbort(): void {
+    if (this.abort.signal.aborted) throw new BuildCanceledError();
+  }
+
+  private stageIndexByName(ref: string): number | undefined {
+    const lower = ref.toLowerCase();
+    for (const s of this.stages!.stages) if (s.name === lower) return s.index;
+    if (/^\d+$/.test(ref)) {
+      const n = Number(ref);
+      if (n < this.stages!.stages.length) return n;
+    }
+    return undefined;
+  }
+
+  /** Counts the steps of a stage that show as vertices, as BuildKit numbers them. */
+  private vertexCount(stage: Stage): number {
+    return 1 + stage.instructions.filter((i) => i.kind === 'RUN' || i.kind === 'COPY' || i.kind === 'ADD' || i.kind === 'WORKDIR').length;
+  }
+
+  // ---------------------------------------------------------------------------
+  // stages
+
+  private async runStage(stage: Stage): Promise<StageState> {
+    const name = stage.name ?? `stage-${stage.index}`;
+    const total = this.vertexCount(stage);
+    let n = 1;
+    const state = await this.fromStep(stage, name, total);
+    const noCache = this.opts.noCache === true || (this.opts.noCacheFilter ?? []).some((f) => f.toLowerCase() === name || f === String(stage.index));
+    for (let i = 0; i < stage.instructions.length; i++) {
+      this.checkAbort();
+      const raw = stage.instructions[i];
+      const env = this.expansionEnv(state);
+      let instr: Instruction;
+      try {
+        instr = raw.kind === 'ONBUILD' ? raw : expandInstruction(raw, env, { escape: this.stages!.escape });
+      } catch (err) {
+        throw this.withLocation(err, raw.range);
+      }
+      const isVertex = instr.kind === 'RUN' || instr.kind === 'COPY' || instr.kind === 'ADD' || instr.kind === 'WORKDIR';
+      if (isVertex) n++;
+      const label = `[${name} ${n}/${total}] ${displayInstruction(raw)}`;
+      try {
+        await this.dispatch(stage, state, instr, raw, { label, stepRef: `${this.dockerfilePath}#${stage.index}#${i}`, noCache });
+      } catch (err) {
+        throw this.withLocation(err, raw.range);
+      }
+    }
+    return state;
+  }
+
+  private withLocation(err: unknown, range: { start: { line: number; col: number } }): unknown {
+    if (err instanceof BuildError && !err.location) err.location = this.location(range);
+    return err;
+  }
+
+  private async fromStep(stage: Stage, name: string, total: number): Promise<StageState> {
+    const base = stage.base;
+    const platformArgs = this.platformArgs();
+    const mk = (config: ImageConfigFile, layers: LayerRef[], fsKey: Key): StageState => {
+      if (!envToMap(config.config.Env).has('PATH')) setEnv(config, 'PATH', DEFAULT_PATH);
+      return { name, layers, config, fsKey, args: new Map(), shell: config.config.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], base };
+    };
+    void platformArgs;
+    if (base === 'scratch') {
+      return mk(emptyConfig(), [], keyOf({ from: 'scratch' }));
+    }
+    const depIdx = this.stageIndexByName(base);
+    if (depIdx !== undefined && depIdx < stage.index) {
+      const dep = await this.stageResult(depIdx);
+      return mk(cloneConfig(dep.config), [...dep.layers], dep.fsKey);
+    }
+    const vertex = this.newVertex(`[${name} 1/${total}] FROM ${base}`);
+    const image = await this.store.images.resolve(base);
+    if (!image) {
+      const err = new BuildError(`${base}: not found: no such image in the local store (load it with \`tsbuild load -i FILE\` or pull it)`, 'NOT_FOUND', { location: this.location(stage.from.range) });
+      this.vertexDone(vertex, { error: err.message });
+      throw err;
+    }
+    this.vertexDone(vertex, { cached: true });
+    const config = cloneConfig(image.config);
+    const layers: LayerRef[] = image.manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: image.config.rootfs.diff_ids[i] }));
+    const state = mk(config, layers, keyOf({ from: image.manifestDigest }));
+    const triggers = image.config.config.OnBuild ?? [];
+    if (triggers.length > 0) {
+      state.config.config.OnBuild = undefined;
+      await this.runOnbuild(stage, state, triggers);
+    }
+    return state;
+  }
+
+  private async runOnbuild(stage: Stage, state: StageState, triggers: readonly string[]): Promise<void> {
+    const text = `FROM scratch\n${triggers.join('\n')}\n`;
+    const parsed = toStages(parseDockerfile(text, { file: `${state.base} ONBUILD` }).ast, { buildArgs: {} });
+    const instrs = parsed.stages[0].instructions;
+    for (let i = 0; i < instrs.length; i++) {
+      const instr = expandInstruction(instrs[i], this.expansionEnv(state), { escape: this.stages!.escape });
+      await this.dispatch(stage, state, instr, instrs[i], {
+        label: `[${state.name} ONBUILD] ${displayInstruction(instrs[i])}`,
+        stepRef: `${this.dockerfilePath}#${stage.index}#onbuild${i}`,
+        noCache: this.opts.noCache === true,
+      });
+    }
+  }
+
+  private platformArgs(): Map<string, string> {
+    const arch = emptyConfig().architecture;
+    const m = new Map<string, string>();
+    for (const p of ['TARGET', 'BUILD']) {
+      m.set(`${p}PLATFORM`, `linux/${arch}`);
+      m.set(`${p}OS`, 'linux');
+      m.set(`${p}ARCH`, arch);
+      m.set(`${p}VARIANT`, '');
+    }
+    return m;
+  }
+
+  /** Variables for expanding instruction words: ARGs in scope, overridden by ENV. */
+  private expansionEnv(state: StageState): Map<string, string> {
+    const m = new Map(state.args);
+    for (const [k, v] of envToMap(state.config.config.Env)) m.set(k, v);
+    return m;
+  }
+
+  // ---------------------------------------------------------------------------
+  // instructions
+
+  private async dispatch(stage: Stage, state: StageState, instr: Instruction, raw: Instruction, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
+    const c = state.config;
+    const history = (createdBy: string, empty: boolean): void => {
+      addHistory(c, { created: this.createdTime(), created_by: createdBy, comment: 'buildkit.dockerfile.v0', ...(empty ? { empty_layer: true } : {}) });
+    };
+    switch (instr.kind) {
+      case 'ENV':
+        for (const { key, value } of instr.pairs) setEnv(c, key, value);
+        history(`ENV ${instr.pairs.map((p) => `${p.key}=${p.value}`).join(' ')}`, true);
+        return;
+      case 'ARG':
+        for (const a of instr.args) {
+          let value: string | undefined = this.opts.buildArgs?.[a.key];
+          if (value !== undefined) this.usedArgs.add(a.key);
+          if (value === undefined) value = a.default;
+          if (value === undefined) {
+            const meta = this.metaArgValue(a.key);
+            if (meta !== undefined) value = meta;
+          }
+          if (value === undefined) value = this.platformArgs().get(a.key);
+          if (value !== undefined) state.args.set(a.key, value);
+          else state.args.delete(a.key);
+        }
+        return;
+      case 'LABEL':
+        c.config.Labels = { ...(c.config.Labels ?? {}) };
+        for (const { key, value } of instr.pairs) c.config.Labels[key] = value;
+        history(`LABEL ${instr.pairs.map((p) => `${p.key}=${p.value}`).join(' ')}`, true);
+        return;
+      case 'MAINTAINER':
+        c.author = instr.name;
+        history(`MAINTAINER ${instr.name}`, true);
+        return;
+      case 'EXPOSE': {
+        c.config.ExposedPorts = { ...(c.config.ExposedPorts ?? {}) };
+        for (const p of expandPorts(instr.ports)) c.config.ExposedPorts[p] = {};
+        history(`EXPOSE map[${Object.keys(c.config.ExposedPorts).sort().map((p) => `${p}:{}`).join(' ')}]`, true);
+        return;
+      }
+      case 'USER':
+        c.config.User = instr.user;
+        history(`USER ${instr.user}`, true);
+        return;
+      case 'CMD':
+        c.config.Cmd = commandArgs(instr.cmd, state.shell);
+        if (instr.cmd.form === 'shell') c.config.ArgsEscaped = true;
+        history(`CMD ${JSON.stringify(c.config.Cmd)}`, true);
+        return;
+      case 'ENTRYPOINT':
+        c.config.Entrypoint = commandArgs(instr.cmd, state.shell);
+        if (instr.cmd.form === 'shell') c.config.ArgsEscaped = true;
+        // BuildKit resets CMD when ENTRYPOINT is set in the same stage
+        if (c.config.Cmd !== undefined && !this.cmdSetInStage(stage, raw)) c.config.Cmd = null;
+        history(`ENTRYPOINT ${JSON.stringify(c.config.Entrypoint)}`, true);
+        return;
+      case 'VOLUME':
+        c.config.Volumes = { ...(c.config.Volumes ?? {}) };
+        for (const v of instr.paths) {
+          if (v.trim() === '') throw new BuildError('VOLUME specified can not be an empty string');
+          c.config.Volumes[v] = {};
+        }
+        history(`VOLUME ${JSON.stringify(instr.paths)}`, true);
+        return;
+      case 'STOPSIGNAL':
+        c.config.StopSignal = instr.signal;
+        history(`STOPSIGNAL ${instr.signal}`, true);
+        return;
+      case 'SHELL':
+        state.shell = [...instr.shell];
+        c.config.Shell = [...instr.shell];
+        history(`SHELL ${JSON.stringify(instr.shell)}`, true);
+        return;
+      case 'ONBUILD':
+        c.config.OnBuild = [...(c.config.OnBuild ?? []), instr.expression];
+        history(`ONBUILD ${instr.expression}`, true);
+        return;
+      case 'HEALTHCHECK': {
+        if (instr.test === 'NONE') {
+          c.config.Healthcheck = { Test: ['NONE'] };
+        } else {
+          const hc: NonNullable<ImageConfigFile['config']['Healthcheck']> = { Test: [...instr.test] };
+          if (instr.interval !== undefined) hc.Interval = instr.interval;
+          if (instr.timeout !== undefined) hc.Timeout = instr.timeout;
+          if (instr.startPeriod !== undefined) hc.StartPeriod = instr.startPeriod;
+          if (instr.startInterval !== undefined) hc.StartInterval = instr.startInterval;
+          if (instr.retries !== undefined) hc.Retries = instr.retries;
+          c.config.Healthcheck = hc;
+        }
+        history(`HEALTHCHECK ${JSON.stringify(c.config.Healthcheck)}`, true);
+        return;
+      }
+      case 'WORKDIR':
+        await this.workdir(state, instr.path, step);
+        return;
+      case 'RUN':
+        await this.runStep(stage, state, instr, step);
+        return;
+      case 'COPY':
+      case 'ADD':
+        await this.copyStep(state, instr, step);
+        return;
+      case 'FROM':
+        throw new BuildError('FROM inside a stage', 'INTERNAL');
+      default:
+        return assertNever(instr);
+    }
+  }
+
+  private cmdSetInStage(stage: Stage, entrypoint: Instruction): boolean {
+    for (const i of stage.instructions) {
+      if (i === entrypoint) return false;
+      if (i.kind === 'CMD') return true;
+    }
+    return false;
+  }
+
+  private metaArgValue(key: string): string | undefined {
+    for (const a of this.stages!.metaArgs) {
+      for (const kv of a.args) {
+        if (kv.key !== key) continue;
+        const v = this.opts.buildArgs?.[key];
+        if (v !== undefined) return v;
+        return kv.default;
+      }
+    }
+    return undefined;
+  }
+
+  private warnUnusedArgs(): void {
+    const declared = new Set<string>();
+    for (const a of this.stages!.metaArgs) for (const kv of a.args) declared.add(kv.key);
+    const unused = Object.keys(this.opts.buildArgs ?? {}).filter((k) => !this.usedArgs.has(k) && !declared.has(k) && !PROXY_ARGS.has(k));
+    if (unused.length > 0) this.emit({ type: 'warning', message: `one or more build-args [${unused.join(' ')}] were not consumed` });
+  }
+
+  private createdTime(): string {
+    const t = this.opts.sourceDateEpoch !== undefined ? this.opts.sourceDateEpoch * 1000 : this.now;
+    return new Date(t).toISOString();
+  }
+
+  // ---------------------------------------------------------------------------
+  // vertices and cache
+
+  private newVertex(name: string): string {
+    const vertex = `v${++this.vertexSeq}`;
+    this.emit({ type: 'vertex', vertex, name, started: Date.now() });
+    return vertex;
+  }
+
+  private vertexDone(vertex: string, fields: { cached?: boolean; error?: string; reason?: string; isolation?: string; name?: string }): void {
+    this.emit({ type: 'vertex', vertex, name: fields.name ?? '', completed: Date.now(), ...fields });
+  }
+
+  /**
+   * Looks a step up in the cache. On a hit, returns the recorded layer (or null for a
+   * step that changed nothing); on a miss, the one-line reason.
+   */
+  private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, files: readonly FileDigest[]): Promise<{ hit: true; layer: LayerRef | null } | { hit: false; reason: string }> {
+    if (noCache) return { hit: false, reason: 'cache disabled (--no-cache)' };
+    const rec = this.store.db.get(key);
+    if (rec) {
+      if (!rec.layer) {
+        this.store.db.touch(key, Date.now());
+        return { hit: true, layer: null };
+      }
+      if (await this.store.content.has(rec.layer.digest)) {
+        this.store.db.touch(key, Date.now());
+        return { hit: true, layer: rec.layer };
+      }
+      return { hit: false, reason: `the cached layer ${rec.layer.digest.slice(7, 19)} is no longer in the store` };
+    }
+    const prev = this.store.db.latestForStep(stepRef, key);
+    return { hit: false, reason: explainMiss(components, files, prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
+  }
+
+  /** Builds a file-changing step through the cache: hit → reuse, miss → `work` and record. */
+  private async cachedStep(
+    state: StageState,
+    step: { label: string; stepRef: string; noCache: boolean },
+    components: KeyComponents,
+    files: readonly FileDigest[],
+    historyText: string,
+    work: (vertex: string) => Promise<LayerRef | null>,
+  ): Promise<void> {
+    const key = keyOf(components);
+    const vertex = this.newVertex(step.label);
+    const found = await this.lookup(key, components, step.stepRef, step.noCache, files);
+    let layer: LayerRef | null;
+    let cached: boolean;
+    if (found.hit) {
+      layer = found.layer;
+      cached = true;
+      this.vertexDone(vertex, { cached: true, name: step.label });
+      this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: true, key });
+    } else {
+      this.missed.add(key);
+      this.emit({ type: 'vertex', vertex, name: step.label, cached: false, reason: found.reason });
+      try {
+        layer = await work(vertex);
+      } catch (err) {
+        this.vertexDone(vertex, { error: err instanceof Error ? err.message : String(err), name: step.label });
+        this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: false, reason: found.reason, key });
+        throw err;
+      }
+      cached = false;
+      const now = Date.now();
+      this.store.db.save(
+        { key, stepRef: step.stepRef, description: historyText, components, ...(layer ? { layer } : {}), created: now, lastUsed: now, usageCount: 1 },
+        files,
+      );
+      this.vertexDone(vertex, { name: step.label });
+      this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: false, reason: found.reason, key });
+    }
+    void cached;
+    state.fsKey = key;
+    if (layer) {
+      state.layers.push(layer);
+      state.config.rootfs.diff_ids = [...state.config.rootfs.diff_ids, layer.diffId];
+    }
+    addHistory(state.config, { created: this.createdTime(), created_by: historyText, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }) });
+  }
+
+  /** The committed snapshot holding a chain of layers (unpacked from the store if needed). */
+  private async parentSnapshot(layers: readonly LayerRef[]): Promise<string | undefined> {
+    if (layers.length === 0) return undefined;
+    return unpackImage(this.store.content, this.store.snapshots, layers);
+  }
+
+  /**
+   * Prepares a writable snapshot on top of `layers`, mounts it, runs `fn` on the
+   * mounted root, and turns the change into a layer (null when nothing changed).
+   */
+  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>): Promise<LayerRef | null> {
+    const parent = await this.parentSnapshot(layers);
+    const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const mounts = await this.store.snapshots.prepare(active, parent);
+    let committed = false;
+    try {
+      const dir = await this.store.tempDir('rootfs');
+      let stubs: string[];
+      await mountAll(mounts, dir);
+      try {
+        stubs = await fn(dir);
+      } finally {
+        await unmountAll(dir);
+        await rm(dir, { recursive: true, force: true });
+      }
+      this.checkAbort();
+      const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
+        compression: this.opts.compression ?? 'gzip',
+        ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
+        ...(this.opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: this.opts.sourceDateEpoch } : {}),
+        mountStubs: [...DEFAULT_MOUNT_STUBS, ...stubs.map((s) => posix.join('/', s))],
+        signal: this.abort.signal,
+      });
+      if (desc.empty) return null;
+      const layer: LayerRef = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, diffId: desc.diffId };
+      const chain = chainId([...layers.map((l) => l.diffId), layer.diffId])!;
+      try {
+        await this.store.snapshots.commit(chain, active);
+        committed = true;
+      } catch (err) {
+        // the same content was committed before (another build or an earlier run): keep that one
+        if ((err as { code?: string }).code !== 'ALREADY_EXISTS') throw err;
+      }
+      return layer;
+    } finally {
+      if (!committed) await this.store.snapshots.remove(active).catch(() => {});
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // WORKDIR
+
+  private async workdir(state: StageState, path: string, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
+    const cur = state.config.config.WorkingDir || '/';
+    const wd = posix.resolve(cur, path);
+    state.config.config.WorkingDir = wd;
+    const components: KeyComponents = { parent: state.fsKey, op: canonicalJson({ kind: 'WORKDIR', path: wd }) };
+    await this.cachedStep(state, step, components, [], `WORKDIR ${wd}`, async () =>
+      this.withWritableRoot(state.layers, async (rootfs) => {
+        const host = await resolveInRoot(rootfs, wd);
+        await mkdir(host, { recursive: true, mode: 0o755 });
+        return [];
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------------------
+  // RUN
+
+  private runEnv(state: StageState): string[] {
+    const env = envToMap(state.config.config.Env);
+    const out = new Map<string, string>();
+    for (const [k, v] of state.args) if (!env.has(k)) out.set(k, v);
+    for (const [k, v] of Object.entries(this.opts.buildArgs ?? {})) if (PROXY_ARGS.has(k) && !env.has(k)) out.set(k, v);
+    for (const [k, v] of env) out.set(k, v);
+    return [...out].map(([k, v]) => `${k}=${v}`);
+  }
+
+  private async runStep(stage: Stage, state: StageState, instr: Extract<Instruction, { kind: 'RUN' }>, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
+    const argv = runArgv(instr, state.shell);
+    const cwd = state.config.config.WorkingDir || '/';
+    const user = state.config.config.User || 'root';
+    const network: NetworkMode = instr.network ?? this.opts.network ?? 'default';
+    const env = this.runEnv(state);
+    const keyArgs: Record<string, string> = {};
+    for (const [k, v] of state.args) keyArgs[k] = v;
+    for (const k of state.args.keys()) this.usedArgs.add(k);
+    // inputs that RUN mounts read: stages and context files
+    const inputs: Record<string, string> = {};
+    let filesDigest: string | undefined;
+    const files: FileDigest[] = [];
+    const mountPlan: MountPlan[] = [];
+    for (const [i, m] of instr.mounts.entries()) {
+      const plan = await this.planMount(stage, m, i);
+      mountPlan.push(plan);
+      if (plan.inputKey) inputs[`mount${i}`] = plan.inputKey;
+      if (plan.files) {
+        files.push(...plan.files.files);
+        filesDigest = sha256Key(`${filesDigest ?? ''}${plan.files.digest}`);
+      }
+    }
+    const op = canonicalJson({
+      kind: 'RUN',
+      argv,
+      env: env.filter((kv) => !PROXY_ARGS.has(kv.slice(0, kv.indexOf('=')))),
+      cwd,
+      user,
+      network,
+      mounts: mountPlan.map((p) => p.keyPart),
+    });
+    const components: KeyComponents = { parent: state.fsKey, op, ...(Object.keys(keyArgs).length ? { args: keyArgs } : {}), ...(filesDigest ? { files: filesDigest } : {}), ...(Object.keys(inputs).length ? { inputs } : {}) };
+    const historyText = `RUN ${instr.cmd.form === 'shell' ? `${state.shell.join(' ')} ${instr.cmd.args.join(' ')}` : JSON.stringify(instr.cmd.args)} # buildkit`;
+    await this.cachedStep(state, step, components, files, historyText, (vertex) =>
+      this.limit(async () => {
+        this.checkAbort();
+        const executor = await this.getExecutor();
+        this.emit({ type: 'vertex', vertex, name: step.label, isolation: executor.name });
+        const tail: string[] = [];
+        let partial = '';
+        const onOut = (stream: 1 | 2) => (chunk: Uint8Array): void => {
+          this.emit({ type: 'log', vertex, stream, data: chunk });
+          partial += Buffer.from(chunk).toString('utf8');
+          const lines = partial.split('\n');
+          partial = lines.pop() ?? '';
+          tail.push(...lines);
+          if (tail.length > 20) tail.splice(0, tail.length - 20);
+        };
+        const cleanups: (() => Promise<void>)[] = [];
+        try {
+          return await this.withWritableRoot(state.layers, async (rootfs) => {
+            const ids = await resolveUser(rootfs, user).catch((err: unknown) => {
+              throw new BuildError((err as Error).message, 'INVALID_ARGUMENT', { cause: err });
+            });
+            const hostCwd = await resolveInRoot(rootfs, cwd);
+            await mkdir(hostCwd, { recursive: true });
+            const mounts: ExecMount[] = [];
+            for (const p of mountPlan) mounts.push(...(await p.prepare(cleanups)));
+            const res = await executor.run({
+              rootfs,
+              mounts,
+              process: { args: argv, env, cwd, user: ids },
+              network,
+              onStdout: onOut(1),
+              onStderr: onOut(2),
+              signal: this.abort.signal,
+            });
+            if (partial) tail.push(partial);
+            if (res.exitCode !== 0) throw new ExecFailedError(step.label, argv, res.exitCode, tail.slice(-10));
+            return res.createdStubs;
+          });
+        } finally {
+          for (const c of cleanups.reverse()) await c();
+        }
+      }),
+    );
+  }
+
+  private getExecutor(): Promise<Executor> {
+    this.executor ??= createExecutor({ isolation: this.opts.isolation ?? 'auto', stateDir: join(this.store.root, 'runc') });
+    return this.executor;
+  }
+
+  /** How one `RUN --mount` is keyed and set up. */
+  private async planMount(stage: Stage, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], i: number): Promise<MountPlan> {
+    const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : undefined);
+    if (!target && m.type !== 'ssh') throw new BuildError(`RUN --mount of type ${m.type} needs a target`);
+    switch (m.type) {
+      case 'tmpfs':
+        return { keyPart: { type: 'tmpfs', target }, prepare: async () => [{ type: 'tmpfs', target: target!, ...(m.size !== undefined ? { size: m.size } : {}) }] };
+      case 'cache': {
+        const id = m.id ?? target!;
+        const dir = join(this.store.root, 'cache-mounts', sha256Key(id).slice(7, 39));
+        return {
+          keyPart: { type: 'cache', target },
+          prepare: async () => {
+            await mkdir(dir, { recursive: true });
+            return [{ type: 'bind', source: dir, target: target!, readonly: m.readonly === true }];
+          },
+        };
+      }
+      case 'secret': {
+        const secret = (this.opts.secrets ?? []).find((s) => s.id === (m.id ?? posix.basename(target!)));
+        if (!secret) {
+          if (m.required) throw new BuildError(`secret ${m.id ?? target} not found: pass it with --secret id=${m.id ?? ''},src=FILE`, 'NOT_FOUND');
+          return { keyPart: { type: 'secret', target }, prepare: async () => [] };
+        }
+        return {
+          keyPart: { type: 'secret', target, id: secret.id },
+          prepare: async (cleanups) => {
+            const dir = await this.store.tempDir('secret');
+            cleanups.push(() => rm(dir, { recursive: true, force: true }));
+            const file = join(dir, 'value');
+            const value = secret.src !== undefined ? await readFile(secret.src) : Buffer.from(process.env[secret.env ?? secret.id] ?? '');
+            const { writeFile } = await import('node:fs/promises');
+            await writeFile(file, value, { mode: 0o400 });
+            return [{ type: 'bind', source: file, target: target!, readonly: true }];
+          },
+        };
+      }
+      case 'bind': {
+        const from = m.from;
+        if (from === undefined) {
+          const matches = await this.context!.match(m.source ?? '.');
+          if (matches.length === 0) throw new BuildError(`RUN --mount source ${JSON.stringify(m.source ?? '.')} not found in the build context`, 'NOT_FOUND');
+          const files = await this.context!.digestSources(matches);
+          const source = this.context!.abs(matches[0].root.rel);
+          return { keyPart: { type: 'bind', target, source: m.source ?? '.', rw: m.readonly === false }, files, prepare: async () => [{ type: 'bind', source, target: target!, readonly: m.readonly !== false }] };
+        }
+        const depIdx = this.stageIndexByName(from);
+        const src = depIdx !== undefined ? await this.stageResult(depIdx) : await this.imageState(from);
+        return {
+          keyPart: { type: 'bind', target, from: src.fsKey, source: m.source ?? '/' },
+          inputKey: src.fsKey,
+          prepare: async (cleanups) => {
+            const { dir } = await this.mountView(src.layers, cleanups);
+            const host = await resolveInRoot(dir, m.source ?? '/');
+            return [{ type: 'bind', source: host, target: target!, readonly: true }];
+          },
+        };
+      }
+      case 'ssh':
+        throw new BuildError('RUN --mount=type=ssh is not supported yet', 'FAILED_PRECONDITION');
+      default:
+        void i;
+        void stage;
+        throw new BuildError(`unknown mount type ${(m as { type: string }).type}`);
+    }
+  }
+
+  /** Mounts a read-only view of a chain of layers; the unmount goes into `cleanups`. */
+  private async mountView(layers: readonly LayerRef[], cleanups: (() => Promise<void>)[]): Promise<{ dir: string }> {
+    const dir = await this.store.tempDir('view');
+    if (layers.length === 0) {
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      return { dir };
+    }
+    const parent = await this.parentSnapshot(layers);
+    const key = `view-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const mounts = await this.store.snapshots.view(key, parent);
+    await mountAll(mounts, dir);
+    cleanups.push(async () => {
+      await unmountAll(dir);
+      await rm(dir, { recursive: true, force: true });
+      await this.store.snapshots.remove(key);
+    });
+    return { dir };
+  }
+
+  /** The state of an image named by `COPY --from` or `--mount from=`. */
+  private async imageState(name: string): Promise<StageState> {
+    const image = await this.store.images.resolve(name);
+    if (!image) throw new BuildError(`${name}: not found: no stage and no image in the local store has this name`, 'NOT_FOUND');
+    return {
+      name,
+      layers: image.manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: image.config.rootfs.diff_ids[i] })),
+      config: image.config,
+      fsKey: keyOf({ from: image.manifestDigest }),
+      args: new Map(),
+      shell: [...DEFAULT_SHELL],
+      base: name,
+    };
+  }
+
+  // ---------------------------------------------------------------------------
+  // COPY / ADD
+
+  private async copyStep(state: StageState, instr: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
+    if (instr.kind === 'ADD') {
+      for (const s of instr.sources) {
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('git@')) throw new BuildError(`ADD from a URL or git repository (${s}) is not supported yet`, 'FAILED_PRECONDITION');
+      }
+    }
+    if (instr.heredocs.length > 0) throw new BuildError(`${instr.kind} with a heredoc is not supported yet`, 'FAILED_PRECONDITION');
+    const cwd = state.config.config.WorkingDir || '/';
+    const dest = posix.isAbsolute(instr.dest) ? instr.dest : `${posix.resolve(cwd, instr.dest)}${instr.dest.endsWith('/') || instr.dest === '.' ? '/' : ''}`;
+    const cleanups: (() => Promise<void>)[] = [];
+    try {
+      let source: BuildContext;
+      let inputs: Record<string, string> | undefined;
+      if (instr.from !== undefined) {
+        const depIdx = this.stageIndexByName(instr.from);
+        const src = depIdx !== undefined ? await this.stageResult(depIdx) : await this.imageState(instr.from);
+        const { dir } = await this.mountView(src.layers, cleanups);
+        source = BuildContext.tree(dir);
+        inputs = { from: src.fsKey };
+      } else {
+        source = this.context!;
+      }
+      const matches: SourceMatch[] = [];
+      for (const s of instr.sources) {
+        const found = await source.match(s);
+        if (found.length === 0) {
+          throw new BuildError(
+            instr.from !== undefined
+              ? `failed to compute cache key: "${posix.resolve('/', s)}": not found`
+              : `failed to compute cache key: "${posix.resolve('/', s)}": not found (is it excluded by .dockerignore?)`,
+            'NOT_FOUND',
+          );
+        }
+        matches.push(...found);
+      }
+      const { digest, files } = await source.digestSources(matches);
+      const multiple = instr.sources.length > 1 || instr.sources.some((s) => /[*?[]/.test(s)) && matches.length > 1;
+      const components: KeyComponents = {
+        parent: state.fsKey,
+        op: canonicalJson({ kind: instr.kind, dest, chown: instr.chown, chmod: instr.chmod, link: instr.link, sources: instr.sources }),
+        files: digest,
+        ...(inputs ? { inputs } : {}),
+      };
+      const historyText = `${instr.kind} ${instr.sources.join(' ')} ${instr.dest} # buildkit`;
+      await this.cachedStep(state, step, components, instr.from === undefined ? files : [], historyText, () =>
+        this.withWritableRoot(state.layers, async (rootfs) => {
+          const chown = instr.chown !== undefined ? await resolveChown(rootfs, instr.chown) : undefined;
+          await copyInto({
+            rootfs,
+            source,
+            matches,
+            dest,
+            multiple,
+            ...(chown ? { chown } : {}),
+            ...(instr.chmod !== undefined ? { chmod: parseChmod(instr.chmod) } : {}),
+          });
+          return [];
+        }),
+      );
+    } finally {
+      for (const c of cleanups.reverse()) await c();
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // result
+
+  private async finish(final: StageState): Promise<StoredImage> {
+    const config = cloneConfig(final.config);
+    if (this.opts.labels && Object.keys(this.opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...this.opts.labels };
+    config.created = this.createdTime();
+    config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
+    const vertex = this.newVertex('exporting to image');
+    const image = await writeImage(this.store.content, { config, layers: final.layers });
+    for (const t of this.opts.tags ?? []) await this.store.images.tag(t, image);
+    this.vertexDone(vertex, { name: 'exporting to image' });
+    return image;
+  }
+}
+
+interface MountPlan {
+  keyPart: unknown;
+  inputKey?: string;
+  files?: { digest: string; files: FileDigest[] };
+  prepare: (cleanups: (() => Promise<void>)[]) => Promise<ExecMount[]>;
+}
+
+
+function commandArgs(cmd: { form: 'shell' | 'exec'; args: string[] }, shell: readonly string[]): string[] {
+  return cmd.form === 'exec' ? [...cmd.args] : [...shell, cmd.args.join(' ')];
+}
+
+function runArgv(instr: Extract<Instruction, { kind: 'RUN' }>, shell: readonly string[]): string[] {
+  if (instr.cmd.form === 'exec') return [...instr.cmd.args];
+  let script = instr.cmd.args.join(' ');
+  if (instr.heredocs.length > 0) {
+    const only = instr.heredocs.length === 1 && /^<<-?["']?[A-Za-z0-9_]+["']?$/.test(script.trim());
+    if (only) {
+      const h = instr.heredocs[0];
+      return [...shell, h.content];
+    }
+    for (const h of instr.heredocs) script += `\n${h.content}${h.content.endsWith('\n') ? '' : '\n'}${h.name}`;
+  }
+  return [...shell, script];
+}
+
+function displayInstruction(i: Instruction): string {
+  return i.raw.replace(/\s+/g, ' ').trim();
+}
+
+/** Expands EXPOSE words (`80`, `80/udp`, `8000-8002/tcp`) to Docker's `port/proto` keys. */
+function expandPorts(ports: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const p of ports) {
+    const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(p);
+    if (!m) throw new BuildError(`invalid containerPort: ${p}`);
+    const proto = (m[3] ?? 'tcp').toLowerCase();
+    const from = Number(m[1]);
+    const to = m[2] !== undefined ? Number(m[2]) : from;
+    if (to < from) throw new BuildError(`invalid range specified for container port: ${p}`);
+    for (let n = from; n <= to; n++) out.push(`${n}/${proto}`);
+  }
+  return out;
+}
+
+/** Resolves `--chown=user[:group]` against the destination root's passwd/group files. */
+async function resolveChown(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
+  const [u, g] = spec.split(':', 2);
+  const user = await resolveUser(rootfs, u);
+  if (g === undefined || g === '') return { uid: user.uid, gid: /^\d+$/.test(u) ? user.uid : user.gid };
+  if (/^\d+$/.test(g)) return { uid: user.uid, gid: Number(g) };
+  const grp = await resolveUser(rootfs, `${u}:${g}`);
+  return { uid: user.uid, gid: grp.gid };
+}
+
+function assertNever(x: never): never {
+  throw new BuildError(`unhandled instruction ${JSON.stringify(x)}`, 'INTERNAL');
+}

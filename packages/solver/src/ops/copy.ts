@@ -1,0 +1,211 @@
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { BuildContext, ContextEntry, SourceMatch } from '../context/build-context.js';
+import { BuildError } from '../errors.js';
+import { resolveInRoot } from '../executor/index.js';
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export interface CopyRequest {
+  /** the mounted root filesystem being written */
+  rootfs: string;
+  /** where the sources come from (the build context or another stage's root) */
+  source: BuildContext;
+  matches: readonly SourceMatch[];
+  /** destination inside the container, absolute, trailing slash kept */
+  dest: string;
+  /** more than one source was named (or a glob): the destination must be a directory */
+  multiple: boolean;
+  chown?: Owner;
+  /** applied to every copied file and directory */
+  chmod?: (mode: number, isDir: boolean) => number;
+}
+
+const DEFAULT_OWNER: Owner = { uid: 0, gid: 0 };
+
+/**
+ * Copies matched sources into a root filesystem with Docker's COPY rules: a
+ * directory source copies its contents, a file source lands at the destination
+ * path (or inside it when the destination ends with `/` or is an existing directory).
+ * Every destination directory is resolved inside the rootfs as if chrooted, so a
+ * symlink in the image can never send a file outside it; an existing non-directory
+ * at a file's destination is replaced, never written through.
+ */
+export async function copyInto(req: CopyRequest): Promise<void> {
+  const owner = req.chown ?? DEFAULT_OWNER;
+  const destIsDirSyntax = req.dest.endsWith('/');
+  if (req.multiple && !destIsDirSyntax) {
+    throw new BuildError('when using COPY with more than one source file, the destination must be a directory and end with a /');
+  }
+  const destPath = posix.resolve('/', req.dest);
+  const resolvedDest = await resolveInRoot(req.rootfs, destPath);
+  const destStat = await lstat(resolvedDest).catch(() => undefined);
+  const destIsDir = destIsDirSyntax || (destStat?.isDirectory() ?? false);
+  const dirTimes: { path: string; e: ContextEntry }[] = [];
+
+  for (const m of req.matches) {
+    if (m.root.type === 'dir') {
+      // contents of the directory go into dest
+      const base = await ensureDir(req.rootfs, destPath, owner, undefined);
+      const hostDirs = new Map<string, string>([[m.root.rel, base]]);
+      for (const e of m.entries) {
+        if (e === m.root) continue;
+        const parentRel = posix.dirname(e.rel) === '.' ? '' : posix.dirname(e.rel);
+        const parentHost = hostDirs.get(parentRel);
+        if (parentHost === undefined) throw new BuildError(`copy: parent of ${e.rel} was not copied`, 'INTERNAL');
+        const target = join(parentHost, posix.basename(e.rel));
+        const containerPath = posix.join(destPath, posix.relative(m.root.rel, e.rel));
+        if (e.type === 'dir') {
+          const d = await ensureDirAt(req.rootfs, target, containerPath, owner, modeOf(e, true, req.chmod));
+          hostDirs.set(e.rel, d);
+          dirTimes.push({ path: d, e });
+        } else {
+          await copyEntry(req.source, e, target, owner, req.chmod);
+        }
+      }
+      if (m.root.type === 'dir' && m.root.rel !== '' && destStat === undefined) {
+        // a newly created destination directory takes the source directory's mode
+        await chmod(base, modeOf(m.root, true, req.chmod));
+      }
+    } else {
+      let containerTarget: string;
+      if (destIsDir) {
+        await ensureDir(req.rootfs, destPath, owner, undefined);
+        containerTarget = posix.join(destPath, posix.basename(m.root.rel));
+      } else {
+        containerTarget = destPath;
+        await ensureDir(req.rootfs, posix.dirname(destPath), owner, undefined);
+      }
+      const parentHost = await resolveInRoot(req.rootfs, posix.dirname(containerTarget));
+      await copyEntry(req.source, m.root, join(parentHost, posix.basename(containerTarget)), owner, req.chmod);
+    }
+  }
+  // directory mtimes last, deepest first, so creating children does not disturb them
+  for (const { path, e } of dirTimes.reverse()) {
+    await utimes(path, e.mtimeMs / 1000, e.mtimeMs / 1000);
+  }
+}
+
+function modeOf(e: ContextEntry, isDir: boolean, chmodFn: CopyRequest['chmod']): number {
+  const perm = e.mode & 0o7777;
+  return chmodFn ? chmodFn(perm, isDir) : perm;
+}
+
+/** mkdir -p of a container path, resolving every existing component inside the rootfs. */
+async function ensureDir(rootfs: string, containerPath: string, owner: Owner, mode: number | undefined): Promise<string> {
+  const parts = posix.resolve('/', containerPath).split('/').filter(Boolean);
+  let cur = '/';
+  let host = rootfs;
+  for (const p of parts) {
+    cur = posix.join(cur, p);
+    host = await ensureDirAt(rootfs, join(host, p), cur, owner, undefined);
+  }
+  if (mode !== undefined) await chmod(host, mode);
+  return host;
+}
+
+/**
+ * Makes sure `hostPath` (the host path of `containerPath`, whose parent is already
+ * resolved) is a directory; follows an existing symlink there inside the rootfs.
+ */
+async function ensureDirAt(rootfs: string, hostPath: string, containerPath: string, owner: Owner, mode: number | undefined): Promise<string> {
+  const st = await lstat(hostPath).catch(() => undefined);
+  if (st?.isSymbolicLink()) {
+    const resolved = await resolveInRoot(rootfs, containerPath);
+    const rst = await lstat(resolved).catch(() => undefined);
+    if (!rst) {
+      await mkdir(resolved, { recursive: true });
+      await lchown(resolved, owner.uid, owner.gid);
+    } else if (!rst.isDirectory()) {
+      throw new BuildError(`cannot copy to ${containerPath}: it is not a directory`);
+    }
+    return resolved;
+  }
+  if (st && !st.isDirectory()) {
+    await rm(hostPath, { force: true });
+  }
+  if (!st || !st.isDirectory()) {
+    await mkdir(hostPath, mode === undefined ? undefined : { mode });
+    await lchown(hostPath, owner.uid, owner.gid);
+    if (mode !== undefined) await chmod(hostPath, mode);
+  } else if (mode !== undefined) {
+    await lchown(hostPath, owner.uid, owner.gid);
+    await chmod(hostPath, mode);
+  }
+  return hostPath;
+}
+
+async function copyEntry(source: BuildContext, e: ContextEntry, target: string, owner: Owner, chmodFn: CopyRequest['chmod']): Promise<void> {
+  const existing = await lstat(target).catch(() => undefined);
+  if (existing) {
+    if (existing.isDirectory()) {
+      if (e.type === 'dir') return;
+      throw new BuildError(`cannot copy ${JSON.stringify(e.rel)} over the directory at its destination`);
+    }
+    await unlink(target);
+  }
+  const t = e.mtimeMs / 1000;
+  switch (e.type) {
+    case 'file':
+      await copyFile(source.abs(e.rel), target);
+      await lchown(target, owner.uid, owner.gid);
+      await chmod(target, modeOf(e, false, chmodFn));
+      await utimes(target, t, t);
+      return;
+    case 'symlink':
+      await symlink(e.linkTarget!, target);
+      await lchown(target, owner.uid, owner.gid);
+      await lutimes(target, t, t);
+      return;
+    case 'dir':
+      await mkdir(target);
+      await lchown(target, owner.uid, owner.gid);
+      await chmod(target, modeOf(e, true, chmodFn));
+      return;
+    case 'other':
+      throw new BuildError(`cannot copy ${JSON.stringify(e.rel)}: sockets, devices and pipes are not copied from a build context`);
+  }
+}
+
+/**
+ * Parses a `--chmod` value: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=rX`),
+ * as BuildKit accepts. Returns a function from the source permission bits to the new ones.
+ */
+export function parseChmod(spec: string): (mode: number, isDir: boolean) => number {
+  if (/^[0-7]{3,4}$/.test(spec)) {
+    const m = parseInt(spec, 8);
+    return () => m;
+  }
+  const clauses = spec.split(',');
+  const parsed = clauses.map((c) => {
+    const m = /^([ugoa]*)([+\-=])([rwxXst]*)$/.exec(c);
+    if (!m) throw new BuildError(`invalid --chmod value ${JSON.stringify(spec)}: expected octal digits or symbolic mode like u+x,go-w`);
+    return { who: m[1] || 'a', op: m[2], perms: m[3] };
+  });
+  return (mode: number, isDir: boolean) => {
+    let cur = mode;
+    for (const { who, op, perms } of parsed) {
+      const whoMask =
+        (who.includes('u') || who.includes('a') ? 0o4700 : 0) |
+        (who.includes('g') || who.includes('a') ? 0o2070 : 0) |
+        (who.includes('o') || who.includes('a') ? 0o1007 : 0);
+      let bits = 0;
+      for (const p of perms) {
+        if (p === 'r') bits |= 0o444;
+        else if (p === 'w') bits |= 0o222;
+        else if (p === 'x') bits |= 0o111;
+        else if (p === 'X') bits |= isDir || (mode & 0o111) !== 0 ? 0o111 : 0;
+        else if (p === 's') bits |= 0o6000;
+        else if (p === 't') bits |= 0o1000;
+      }
+      bits &= whoMask;
+      if (op === '+') cur |= bits;
+      else if (op === '-') cur &= ~bits;
+      else cur = (cur & ~whoMask) | bits;
+    }
+    return cur & 0o7777;
+  };
+}

@@ -1,0 +1,97 @@
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter } from '@tsbuild/snapshotter';
+import { CacheDb } from './cache/cache-db.js';
+
+/** Default store location: `$TSBUILD_ROOT`, else /var/lib/tsbuild as root, else `$XDG_DATA_HOME/tsbuild`. */
+export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
+  if (process.getuid?.() === 0) return '/var/lib/tsbuild';
+  const xdg = env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(xdg, 'tsbuild');
+}
+
+export interface StoreOptions {
+  /** snapshot backend: overlay where the kernel allows it, else copy */
+  snapshotter?: 'auto' | 'overlay' | 'copy';
+}
+
+/**
+ * Everything a build reads and writes, under one root directory:
+ * the root itself is an OCI image layout (blobs/, index.json for image names),
+ * snapshots/ holds the layered filesystems, cache.db the SQLite index,
+ * tmp/ mount points and bundles (cleared of stale entries on open).
+ */
+export class BuildStore {
+  readonly root: string;
+  readonly content: ContentStore;
+  readonly images: ImageStore;
+  readonly snapshots: Snapshotter;
+  readonly db: CacheDb;
+
+  private constructor(root: string, content: ContentStore, images: ImageStore, snapshots: Snapshotter, db: CacheDb) {
+    this.root = root;
+    this.content = content;
+    this.images = images;
+    this.snapshots = snapshots;
+    this.db = db;
+  }
+
+  static async open(root: string = defaultStoreRoot(), opts: StoreOptions = {}): Promise<BuildStore> {
+    await mkdir(root, { recursive: true });
+    const content = await ContentStore.open(root);
+    const images = await ImageStore.open(content);
+    const snapshots = await openSnapshotter(join(root, 'snapshots'), { backend: opts.snapshotter ?? 'auto' });
+    const db = CacheDb.open(join(root, 'cache.db'));
+    await mkdir(join(root, 'tmp'), { recursive: true });
+    return new BuildStore(root, content, images, snapshots, db);
+  }
+
+  /** A fresh private directory under the store's tmp/ (for mount points, bundles). */
+  async tempDir(prefix: string): Promise<string> {
+    const dir = join(this.root, 'tmp', `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Removes tmp/ entries left by processes that are gone. */
+  async cleanupTemp(): Promise<void> {
+    const dir = join(this.root, 'tmp');
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const m = /-(\d+)-[a-z0-9]+$/.exec(name);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || isAlive(pid)) continue;
+      const path = join(dir, name);
+      // never rm -r through a live mount: unmount whatever is still mounted below first
+      for (const mp of (await mountPoints()).filter((p) => p === path || p.startsWith(`${path}/`)).reverse()) {
+        await unmountAll(mp);
+      }
+      await rm(path, { recursive: true, force: true });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+    await this.snapshots.close();
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Mount points of this mount namespace, in mount order. */
+async function mountPoints(): Promise<string[]> {
+  const text = await readFile('/proc/self/mounts', 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[1].replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
