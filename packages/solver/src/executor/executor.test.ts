@@ -124,6 +124,13 @@ for (const backend of ['runc', 'unshare'] as const) {
       assert.match(root.stdout, /NoNewPrivs:\s+1/);
     });
 
+    test('device nodes the step creates cannot be used; the standard ones can', async (t) => {
+      if (!prereqs(t)) return;
+      const r = await sh(exec, rootfs, 'mknod /tmp/mem c 1 1 && echo made; head -c 1 /tmp/mem >/dev/null 2>&1 && echo usable; echo x > /dev/null && head -c 4 /dev/zero | wc -c; rm -f /tmp/mem');
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, 'made\n4\n');
+    });
+
     test('pid namespace: the step is pid 1; hostname and /etc files', async (t) => {
       if (!prereqs(t)) return;
       const r = await sh(exec, rootfs, 'echo $$; ps -o pid,comm | wc -l; hostname; cat /etc/hostname; cat /etc/hosts; touch /etc/hosts 2>/dev/null && echo hosts-writable; grep -c nameserver /etc/resolv.conf', { hostname: 'stephost' });

@@ -32,9 +32,7 @@ export function shQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-const DEVICES: readonly [string, number, number][] = [
-  ['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0],
-];
+const DEVICES: readonly string[] = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 
 function hostPath(root: string, containerPath: string): string {
   return join(root, containerPath);
@@ -51,10 +49,16 @@ export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: Uns
     CLOSE_INHERITED_FDS,
     // Setup diagnostics go to a private log, not to the step's stderr.
     `exec 3>&2 2>${q(setupLog)}`,
-    `${M} -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs ${q(hostPath(R, '/dev'))}`,
+    // No device cgroup here, so the step keeps CAP_MKNOD (like Docker) but every filesystem it
+    // can write is nodev: nodes it creates cannot be opened. The rootfs first:
+    `${M} --rbind ${q(R)} ${q(R)}`,
+    `${M} -o remount,bind,nodev ${q(R)}`,
+    `${M} -t tmpfs -o nosuid,nodev,strictatime,mode=755,size=65536k tmpfs ${q(hostPath(R, '/dev'))}`,
   ];
-  for (const [name, major, minor] of DEVICES) {
-    lines.push(`mknod -m 666 ${q(hostPath(R, '/dev/' + name))} c ${major} ${minor}`);
+  // The only usable devices: bind mounts of the host's nodes (a bind keeps its source's flags).
+  for (const name of DEVICES) {
+    const h = q(hostPath(R, '/dev/' + name));
+    lines.push(`: > ${h}`, `${M} --bind ${q('/dev/' + name)} ${h}`);
   }
   lines.push(
     `mkdir -m 755 ${q(hostPath(R, '/dev/pts'))} ${q(hostPath(R, '/dev/shm'))} ${q(hostPath(R, '/dev/mqueue'))}`,
@@ -88,8 +92,7 @@ export function buildSetupScript(req: RunRequest, prep: PreparedStep, tools: Uns
   for (const m of prep.mounts) {
     const h = q(m.hostTarget);
     if (m.type === 'bind') {
-      lines.push(`${M} --rbind ${q(m.source as string)} ${h}`);
-      if (m.readonly) lines.push(`${M} -o remount,bind,ro ${h}`);
+      lines.push(`${M} --rbind ${q(m.source as string)} ${h}`, `${M} -o remount,bind,nodev${m.readonly ? ',ro' : ''} ${h}`);
     } else {
       lines.push(`${M} -t tmpfs -o nosuid,nodev,mode=1777${m.size !== undefined ? `,size=${m.size}` : ''} tmpfs ${h}`);
     }
