@@ -1,11 +1,10 @@
 /**
  * Tree scan for the tar hot path: one readdir(withFileTypes) per directory and one
- * lstat per entry, with lstats overlapped (bounded concurrency).
+ * lstat per entry.
  */
-import { lstat, readdir } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
+import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pLimit from 'p-limit';
 
 /** A scanned entry: path relative to the scanned root ('' is never included). */
 export interface ScannedEntry {
@@ -20,28 +19,32 @@ export function comparePaths(a: string, b: string): number {
 
 /**
  * Lists every entry below `root` (not following symlinks), sorted bytewise by path.
+ * Uses synchronous readdir/lstat in slices, yielding to the event loop every
+ * `sliceSize` entries: on local filesystems a sync lstat costs a few µs, while the
+ * promise API's thread-pool round trip cost ~35 µs per call here (measured, see README).
  */
-export async function scanTree(root: string, opts: { concurrency?: number; signal?: AbortSignal } = {}): Promise<Map<string, BigIntStats>> {
-  const limit = pLimit(opts.concurrency ?? 32);
-  const out = new Map<string, BigIntStats>();
-  async function visit(rel: string): Promise<void> {
-    opts.signal?.throwIfAborted();
-    const dirents = await limit(() => readdir(rel === '' ? root : join(root, rel), { withFileTypes: true }));
-    await Promise.all(
-      dirents.map(async (d) => {
-        const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
-        const st = await limit(() => lstat(join(root, childRel), { bigint: true }));
-        out.set(childRel, st);
-        if (st.isDirectory()) await visit(childRel);
-      }),
-    );
+export async function scanTree(root: string, opts: { sliceSize?: number; signal?: AbortSignal } = {}): Promise<Map<string, BigIntStats>> {
+  const slice = opts.sliceSize ?? 1024;
+  const out: Array<{ k: Buffer; p: string; st: BigIntStats }> = [];
+  const stack: string[] = [''];
+  let n = 0;
+  while (stack.length > 0) {
+    const rel = stack.pop()!;
+    const dirents = readdirSync(rel === '' ? root : join(root, rel), { withFileTypes: true });
+    for (const d of dirents) {
+      const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
+      const st = lstatSync(join(root, childRel), { bigint: true });
+      out.push({ k: Buffer.from(childRel, 'utf8'), p: childRel, st });
+      if (st.isDirectory()) stack.push(childRel);
+      if (++n % slice === 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        opts.signal?.throwIfAborted();
+      }
+    }
   }
-  await visit('');
-  const keyed = [...out.entries()].map((e) => ({ k: Buffer.from(e[0], 'utf8'), e }));
-  keyed.sort((a, b) => Buffer.compare(a.k, b.k));
-  return new Map(keyed.map((x) => x.e));
+  out.sort((a, b) => Buffer.compare(a.k, b.k));
+  return new Map(out.map((x) => [x.p, x.st]));
 }
-
 /** Linux dev_t → (major, minor), glibc encoding. */
 export function splitDev(rdev: bigint): { major: number; minor: number } {
   const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
