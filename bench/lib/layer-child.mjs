@@ -34,5 +34,7 @@ if (op === 'export') {
   throw new Error(`unknown op ${op}`);
 }
 out.ms = performance.now() - t0;
-out.childMaxRssKb = process.resourceUsage().maxRSS;
+const ru = process.resourceUsage();
+out.childMaxRssKb = ru.maxRSS;
+out.cpuMs = (ru.userCPUTime + ru.systemCPUTime) / 1000;
 process.stdout.write(`${JSON.stringify(out)}\n`);

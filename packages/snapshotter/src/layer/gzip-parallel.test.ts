@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { InvalidLayerOptionError } from './errors.js';
-import { gzipParallel, looksIncompressible, type GzipParallelOptions } from './gzip-parallel.js';
+import { classify } from './gzip-block.js';
+import { gzipParallel, type GzipParallelOptions } from './gzip-parallel.js';
 import { chunked, prngBytes, requireTool, run, textBytes } from './test-helpers/tools.js';
 
 async function gz(data: Buffer, opts: GzipParallelOptions = {}, chunkSizes: number[] = [65536]): Promise<Buffer> {
@@ -84,12 +85,21 @@ describe('gzipParallel', () => {
 
   it('stores incompressible blocks: random data grows only by stored-block headers and gzip framing', async () => {
     const data = prngBytes(14, 1 << 20);
-    assert.ok(looksIncompressible(data.subarray(0, 256 * 1024)));
-    assert.ok(!looksIncompressible(textBytes(15, 256 * 1024)));
+    assert.deepEqual(classify(data.subarray(0, 256 * 1024)), [[0, 256 * 1024, true]]);
+    assert.deepEqual(classify(textBytes(15, 256 * 1024)), [[0, 256 * 1024, false]]);
+    const mixed = Buffer.concat([textBytes(15, 10_000), prngBytes(16, 20_000), textBytes(17, 5000)]);
+    const runs = classify(mixed);
+    assert.equal(runs.length, 3);
+    assert.deepEqual(runs.map((r) => r[2]), [false, true, false]);
     const blockSize = 256 * 1024;
     const out = await gz(data, { level: 9, blockSize });
     // 5 header bytes per stored block of <= 65535 bytes, 10 + 8 gzip framing, 2 for the empty final block
     const bound = data.length + (data.length / blockSize) * 5 * Math.ceil(blockSize / 65535) + 10 + 8 + 2;
+    const mixed2 = Buffer.concat([textBytes(17, 100_000), prngBytes(18, 300_000), textBytes(19, 100_000)]);
+    const mixedOut = await gz(mixed2, { level: 6, blockSize });
+    const textOnly = zlib.deflateRawSync(Buffer.concat([textBytes(17, 100_000), textBytes(19, 100_000)]), { level: 6 }).length;
+    assert.ok(mixedOut.length < 300_000 + textOnly * 1.1 + 200, `mixed block: ${mixedOut.length}`);
+    assert.deepEqual(zlib.gunzipSync(mixedOut), mixed2);
     assert.ok(out.length <= bound, `got ${out.length}, bound ${bound}`);
     assert.deepEqual(zlib.gunzipSync(out), data);
   });

@@ -1,23 +1,21 @@
 /**
  * Parallel gzip in the style of pigz: the input is cut into fixed-size blocks at fixed
- * byte offsets; each block is deflated independently (raw deflate, primed with the last
- * 32 KiB of the previous block as a preset dictionary, ended with a sync flush so it is
- * byte-aligned), and the pieces are concatenated, in order, into ONE gzip member with a
- * CRC-32 and ISIZE computed over the input. The deflate calls run on libuv's threadpool
- * through node:zlib's async API, `workers` at a time.
+ * byte offsets; each block is compressed on a pool of worker threads (see gzip-block.ts:
+ * raw deflate primed with the previous 32 KiB as preset dictionary, sync-flushed so it
+ * ends byte-aligned; random-looking 4 KiB segments stored without running deflate), and
+ * the pieces are concatenated, in order, into ONE gzip member whose CRC-32 and ISIZE are
+ * computed over the input on the calling thread (zlib.crc32).
  *
  * Output depends only on the input bytes, `level` and `blockSize` (never on timing, chunk
- * boundaries of the input, or `workers`): the block cuts and the dictionaries are
- * functions of byte offsets only.
- *
- * Blocks that look incompressible (every sampled window has an order-0 entropy above
- * 7.8 bits/byte) are written as deflate stored blocks without running the compressor;
- * any block whose deflated form is larger than its stored form is stored as well.
+ * boundaries of the input, or `workers`): block cuts, dictionaries and the stored/deflate
+ * choice are functions of the bytes only. At most `workers` blocks are in flight, so
+ * memory is bounded and upstream is backpressured.
  */
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import { InvalidLayerOptionError } from './errors.js';
+import { compressOnPool } from './gzip-pool.js';
 
 /** Options of {@link gzipParallel}. */
 export interface GzipParallelOptions {
@@ -36,14 +34,8 @@ export interface GzipParallelOptions {
 export const DEFAULT_GZIP_LEVEL = 4;
 const DEFAULT_BLOCK_SIZE = 256 * 1024;
 const DICT_SIZE = 32 * 1024;
-const MAX_STORED = 65535;
 /** gzip header: magic, CM=deflate, no flags, MTIME=0; XFL and OS patched per level. */
 const OS_UNKNOWN = 255;
-const EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
-
-const SAMPLE_COUNT = 8;
-const SAMPLE_SIZE = 4096;
-const ENTROPY_STORE_THRESHOLD = 7.8;
 
 function gzipHeader(level: number): Buffer {
   // XFL: 2 = maximum compression, 4 = fastest, as gzip(1) and Go's compress/gzip write it.
@@ -56,82 +48,13 @@ function checkInt(name: string, v: number, min: number, max: number): number {
   return v;
 }
 
-/** Order-0 entropy in bits per byte of `buf[start, end)`. */
-function entropy(buf: Uint8Array, start: number, end: number, hist: Uint32Array): number {
-  hist.fill(0);
-  for (let i = start; i < end; i++) hist[buf[i]!]!++;
-  const n = end - start;
-  let h = 0;
-  for (let s = 0; s < 256; s++) {
-    const c = hist[s]!;
-    if (c !== 0) {
-      const p = c / n;
-      h -= p * Math.log2(p);
-    }
-  }
-  return h;
-}
-
-/** True when every sampled window of `block` looks like random bytes. */
-export function looksIncompressible(block: Uint8Array): boolean {
-  if (block.length < SAMPLE_COUNT * SAMPLE_SIZE) return false;
-  const hist = new Uint32Array(256);
-  const stride = Math.floor((block.length - SAMPLE_SIZE) / (SAMPLE_COUNT - 1));
-  for (let k = 0; k < SAMPLE_COUNT; k++) {
-    const start = k * stride;
-    if (entropy(block, start, start + SAMPLE_SIZE, hist) < ENTROPY_STORE_THRESHOLD) return false;
-  }
-  return true;
-}
-
-/** Size of `n` bytes as deflate stored blocks. */
-function storedSize(n: number): number {
-  return n + 5 * Math.max(1, Math.ceil(n / MAX_STORED));
-}
-
-/** `data` as deflate stored blocks (byte-aligned input position assumed). */
-function storedBlocks(data: Uint8Array, final: boolean): Buffer {
-  if (data.length === 0) return final ? EMPTY_FINAL_BLOCK : Buffer.alloc(0);
-  const out = Buffer.allocUnsafe(storedSize(data.length));
-  let o = 0;
-  for (let i = 0; i < data.length; i += MAX_STORED) {
-    const len = Math.min(MAX_STORED, data.length - i);
-    out[o] = final && i + len === data.length ? 1 : 0;
-    out.writeUInt16LE(len, o + 1);
-    out.writeUInt16LE(~len & 0xffff, o + 3);
-    out.set(data.subarray(i, i + len), o + 5);
-    o += 5 + len;
-  }
-  return out;
-}
-
-function deflateRawAsync(data: Uint8Array, opts: zlib.ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    zlib.deflateRaw(data, opts, (err, out) => (err ? reject(err) : resolve(out)));
-  });
-}
-
-/** Deflates one block; the result is byte-aligned and, unless `final`, not the last deflate block. */
-async function compressBlock(block: Uint8Array, dict: Uint8Array | undefined, level: number, final: boolean): Promise<Buffer> {
-  if (block.length === 0) return final ? EMPTY_FINAL_BLOCK : Buffer.alloc(0);
-  if (level === 0 || looksIncompressible(block)) return storedBlocks(block, final);
-  const out = await deflateRawAsync(block, {
-    level,
-    ...(dict !== undefined ? { dictionary: dict } : {}),
-    finishFlush: final ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
-    // one output chunk per block: deflate never grows data by more than ~0.1% + 5 bytes/16 KiB
-    chunkSize: Math.max(64 * 1024, block.length + (block.length >> 6) + 1024),
-  });
-  return out.length > storedSize(block.length) ? storedBlocks(block, final) : out;
-}
-
 class GzipParallelTransform extends Transform {
   readonly #level: number;
   readonly #blockSize: number;
   readonly #workers: number;
   #block: Buffer;
   #fill = 0;
-  #dict: Uint8Array | undefined;
+  #prev: Uint8Array = new Uint8Array(0);
   #crc = 0;
   #total = 0;
   #headerSent = false;
@@ -142,7 +65,7 @@ class GzipParallelTransform extends Transform {
     this.#level = level;
     this.#blockSize = blockSize;
     this.#workers = workers;
-    this.#block = Buffer.allocUnsafe(blockSize);
+    this.#block = Buffer.allocUnsafeSlow(blockSize);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -164,7 +87,7 @@ class GzipParallelTransform extends Transform {
       off += n;
       if (this.#fill === this.#blockSize) {
         const block = this.#block;
-        this.#block = Buffer.allocUnsafe(this.#blockSize);
+        this.#block = Buffer.allocUnsafeSlow(this.#blockSize);
         this.#fill = 0;
         this.#dispatch(block, false);
         while (this.#queue.length >= this.#workers) this.#emit(await this.#queue.shift()!);
@@ -173,11 +96,13 @@ class GzipParallelTransform extends Transform {
   }
 
   #dispatch(block: Buffer, final: boolean): void {
-    const job = compressBlock(block, this.#dict, this.#level, final);
+    const prev = this.#prev;
+    // copied before `block` is transferred to a worker
+    if (!final) this.#prev = new Uint8Array(block.subarray(block.length - DICT_SIZE));
+    const job = compressOnPool(this.#workers, block, prev, this.#level, final);
     // Awaited later, in order; this keeps a failure from being reported as unhandled meanwhile.
     job.catch(() => undefined);
     this.#queue.push(job);
-    if (!final) this.#dict = block.subarray(block.length - DICT_SIZE);
   }
 
   #emit(piece: Buffer): void {
