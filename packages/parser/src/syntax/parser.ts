@@ -74,6 +74,9 @@ class OffsetMap {
   }
 }
 
+const NONE: never[] = Object.freeze([]) as never[];
+const NO_ATTRS: { json?: boolean } = Object.freeze({});
+
 /** Options of `parseDockerfile`. */
 export interface ParseOptions {
   /** File name used in errors and warnings (default `Dockerfile`). */
@@ -252,15 +255,16 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): { ast: D
       let head: AstNode | undefined;
       let tail: AstNode | undefined;
       for (let cur = n; cur; cur = cur.next) {
+        // argument nodes share frozen empty containers: they are never filled
         const a: AstNode = {
           value: cur.value,
-          children: cur.children.map((c) => toAst(c as RawLineNode, docs, [])),
-          flags: [],
-          flagRanges: [],
-          attributes: {},
+          children: cur.children.length === 0 ? NONE : cur.children.map((c) => toAst(c as RawLineNode, docs, [])),
+          flags: NONE,
+          flagRanges: NONE,
+          attributes: NO_ATTRS,
           original: '',
-          heredocs: [],
-          prevComment: [],
+          heredocs: NONE,
+          prevComment: NONE,
           startLine,
           endLine,
           range,
