@@ -274,3 +274,73 @@ export class InvalidArchiveError extends SnapshotterError {
     super(`invalid image archive${member === undefined ? '' : ` (member ${JSON.stringify(member.slice(0, 300))})`}: ${reason}`, options);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Registry client (src/registry)
+// ---------------------------------------------------------------------------
+
+function statusCode(status: number): ErrorCode {
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 401 || status === 403 || status === 409 || status === 412 || status === 416) return 'FAILED_PRECONDITION';
+  if (status >= 400 && status < 500) return 'INVALID_ARGUMENT';
+  return 'INTERNAL';
+}
+
+/**
+ * A registry answered with an unexpected HTTP status. `registryCode` is the first
+ * `errors[].code` of the distribution-spec error body (e.g. MANIFEST_UNKNOWN), if any.
+ */
+export class RegistryResponseError extends SnapshotterError {
+  override name = 'RegistryResponseError';
+  readonly code: ErrorCode;
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly status: number,
+    readonly expected: string,
+    readonly registryCode: string | undefined,
+    readonly detail: string,
+  ) {
+    super(`${method} ${url}: expected ${expected}, found http ${status}${registryCode === undefined ? '' : ` ${registryCode}`}${detail === '' ? '' : `: ${detail.slice(0, 300)}`}`);
+    this.code = statusCode(status);
+  }
+}
+
+/** Authentication with a registry failed (bad credentials, unusable challenge or token). */
+export class RegistryAuthError extends SnapshotterError {
+  override name = 'RegistryAuthError';
+  readonly code = 'FAILED_PRECONDITION' as const;
+  constructor(readonly registry: string, readonly reason: string, options?: ErrorOptions) {
+    super(`registry ${registry} authentication failed: ${reason}`, options);
+  }
+}
+
+/**
+ * A registry broke the protocol: a refused redirect (downgrade, loop, too many hops),
+ * a missing or bad Location, a pushed digest the registry disagrees with.
+ */
+export class RegistryProtocolError extends SnapshotterError {
+  override name = 'RegistryProtocolError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly url: string, readonly reason: string) {
+    super(`registry protocol error at ${url}: ${reason}`);
+  }
+}
+
+/** The connection to a registry kept failing (reset, refused, timeout) after every retry. */
+export class RegistryUnavailableError extends SnapshotterError {
+  override name = 'RegistryUnavailableError';
+  readonly code = 'INTERNAL' as const;
+  constructor(readonly url: string, readonly attempts: number, options?: ErrorOptions) {
+    super(`registry request ${url} failed: expected a response, found a connection error after ${attempts} attempt${attempts === 1 ? '' : 's'}${options?.cause instanceof Error ? ` (${options.cause.message})` : ''}`, options);
+  }
+}
+
+/** A docker-credential-<helper> program failed or printed something that is not a credential. */
+export class CredentialHelperError extends SnapshotterError {
+  override name = 'CredentialHelperError';
+  readonly code = 'INTERNAL' as const;
+  constructor(readonly helper: string, readonly reason: string, options?: ErrorOptions) {
+    super(`credential helper docker-credential-${helper} failed: ${reason}`, options);
+  }
+}

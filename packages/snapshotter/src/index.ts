@@ -28,3 +28,4 @@ export {
   UnsafeLayerError,
   InvalidTarError,
 } from './errors.js';
+export * from './registry/index.js';
