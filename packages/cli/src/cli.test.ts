@@ -69,13 +69,13 @@ describe('tsbuild CLI: build, save, load, run under docker', { concurrency: fals
     if (!ok) return t.skip('prerequisites missing');
     const first = await tsbuild(root, ['-t', 'tsbuild-e2e/hello', '--progress=plain', 'fixtures/hello']);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stderr, /^#\d+ \[build 3\/5\] RUN echo "\$GREETING" > out.txt && cat message.txt >> out.txt$/m);
+    assert.match(first.stderr, /^#\d+ \[build 4\/5\] RUN echo "\$GREETING" > out.txt && cat message.txt >> out.txt$/m);
     assert.match(first.stderr, /^#\d+ isolation: (runc|unshare)$/m);
     assert.match(first.stderr, /^#\d+ DONE \d+\.\ds$/m);
     assert.match(first.stderr, /^#\d+ MISS no earlier build of this step in the cache$/m);
     const second = await tsbuild(root, ['-t', 'tsbuild-e2e/hello', '--progress=plain', 'fixtures/hello']);
     assert.equal(second.code, 0, second.stderr);
-    const steps = second.stderr.match(/^#\d+ \[[^\]]+\] (RUN|COPY|WORKDIR).*$/gm) ?? [];
+    const steps = second.stderr.match(/^#\d+ \[[^\]]+\] (FROM|RUN|COPY|WORKDIR).*$/gm) ?? [];
     assert.ok(steps.length >= 6, second.stderr);
     const cachedCount = (second.stderr.match(/^#\d+ CACHED$/gm) ?? []).length;
     assert.equal(cachedCount, steps.length, second.stderr);

@@ -16,9 +16,12 @@ async function readSource(file: string): Promise<string> {
 
 /** `tsbuild parse`: BuildKit's AST dump, or stable JSON. A parse error exits 1 with file:line:col. */
 export async function parseCommand(file: string, opts: { format: 'dump' | 'json' }, io: Io): Promise<void> {
-  const { parseDockerfile, dumpAst, astToJson } = await import('@tsbuild/parser');
+  const { parseDockerfile, dumpAst, astToJson, toStages } = await import('@tsbuild/parser');
   const text = await readSource(file);
-  const { ast } = parseDockerfile(text, { file: file === '-' ? '<stdin>' : file });
+  const name = file === '-' ? '<stdin>' : file;
+  const { ast } = parseDockerfile(text, { file: name });
+  // the typed pass rejects unknown instructions and bad flags with their line and column
+  toStages(ast, { file: name });
   io.stdout(opts.format === 'json' ? `${JSON.stringify(astToJson(ast), null, 2)}\n` : `${dumpAst(ast)}\n`);
 }
 

@@ -62,7 +62,7 @@ describe('build', { concurrency: false }, () => {
     if (!ok) return t.skip('prerequisites missing');
     const { res, events } = await run();
     assert.ok(res.steps.length >= 6, 'every RUN/COPY/WORKDIR step is reported');
-    assert.ok(res.steps.every((s) => !s.cached), 'a first build misses everywhere');
+    assert.ok(res.steps.every((s) => !s.cached), `a first build misses everywhere: ${JSON.stringify(res.steps)}`);
     const isolation = events.find((e) => e.type === 'vertex' && e.isolation !== undefined);
     assert.ok(isolation && isolation.type === 'vertex' && (isolation.isolation === 'runc' || isolation.isolation === 'unshare'));
     const img = await ts.store.images.resolve('hello:test');

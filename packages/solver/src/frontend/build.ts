@@ -653,7 +653,8 @@ class Builder {
     const op = canonicalJson({
       kind: 'RUN',
       argv,
-      env: env.filter((kv) => !PROXY_ARGS.has(kv.slice(0, kv.indexOf('=')))),
+      // ARG values are keyed separately (components.args) so a miss can name the ARG
+      env: state.config.config.Env ?? [],
       cwd,
       user,
       network,
