@@ -158,6 +158,21 @@ describe('build', { concurrency: false }, () => {
     });
   });
 
+  it('runs RUN under util-linux unshare + chroot when asked (the fallback without a runtime)', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.unshare');
+    await writeFile(df, 'FROM busybox:local\nRUN echo pid=$$ > /pid && id -u > /uid\nUSER app\nRUN id -u > /tmp/app-uid\n');
+    const { res, events } = await run({ dockerfile: df, isolation: 'unshare', noCache: true });
+    const iso = events.filter((e) => e.type === 'vertex' && e.isolation !== undefined);
+    assert.equal(iso.length, 2);
+    assert.ok(iso.every((e) => e.type === 'vertex' && e.isolation === 'unshare'));
+    assert.equal(res.image.manifest.layers.length, 3);
+    const blob = await ts.store.content.readBlob(res.image.manifest.layers[1].digest);
+    const tar = gunzipSync(blob);
+    assert.ok(tarNames(tar).includes('pid'));
+    assert.match(tar.toString('latin1'), /pid=1\n/, 'the step is pid 1 of its own pid namespace');
+  });
+
   it('runs independent stages in parallel', async (t) => {
     if (!ok) return t.skip('prerequisites missing');
     const df = join(ctx, 'Dockerfile.par');
