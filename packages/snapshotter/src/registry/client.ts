@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import pLimit from 'p-limit';
+import { crashPoint } from '../crash-point.js';
 import type { ContentStore, ContentWriter } from '../content/content-store.js';
 import { sha256, type Digest } from '../content/digest.js';
 import {
@@ -19,7 +20,7 @@ import { CONFIG_TYPES, INDEX_TYPES, LAYER_TYPES, MAX_JSON_SIZE, MediaTypes, type
 import { DockerCredentials } from './credentials.js';
 import { classifyDocument, indexCandidates, indexPlatforms, MANIFEST_ACCEPT, type FetchedDocument } from './manifest.js';
 import { blobSources, recordBlobSources } from './sources.js';
-import { discard, endpointFor, isTransient, readCapped, RegistryTransport, responseError, type Endpoint } from './transport.js';
+import { discard, endpointFor, isTransient, readCapped, RegistryTransport, responseError, type Endpoint, type HttpResponse } from './transport.js';
 import type { RegistryOptions, TransferProgress } from './types.js';
 
 const MAX_INDEX_DEPTH = 4;
@@ -249,16 +250,14 @@ export class RegistryClient {
           throw new SizeMismatchError(desc.size, written + Number(declared));
         }
         try {
-          if (res.body !== null) {
-            for await (const chunk of res.body) {
-              if (written + chunk.byteLength > desc.size) {
-                await res.body.cancel().catch(() => undefined);
-                throw new SizeMismatchError(desc.size, written + chunk.byteLength);
-              }
-              await writer.write(chunk);
-              written += chunk.byteLength;
-              this.#progress({ id: desc.digest, action: 'pull', current: written, total: desc.size });
+          for await (const chunk of res.body as AsyncIterable<Buffer>) {
+            if (written + chunk.byteLength > desc.size) {
+              res.body.destroy();
+              throw new SizeMismatchError(desc.size, written + chunk.byteLength);
             }
+            await writer.write(chunk);
+            written += chunk.byteLength;
+            this.#progress({ id: desc.digest, action: 'pull', current: written, total: desc.size });
           }
         } catch (err) {
           if (!isTransient(err) || attempt >= this.#opts.retries) throw err;
@@ -310,6 +309,7 @@ export class RegistryClient {
     const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
 
+    crashPoint('push-manifest');
     const bytes = await store.readBlob(image.manifestDigest);
     const actual = sha256(bytes);
     if (actual !== image.manifestDigest) throw new DigestMismatchError(image.manifestDigest, actual);
@@ -370,6 +370,7 @@ export class RegistryClient {
       }
       try {
         await this.#upload(store, endpoint, pushScope, desc, location);
+        crashPoint('push-blob');
         return;
       } catch (err) {
         // A dropped connection or 5xx mid-upload: the session may hold partial data, so open a new one.
@@ -381,7 +382,7 @@ export class RegistryClient {
     }
   }
 
-  #location(res: Response, requestUrl: string): string {
+  #location(res: HttpResponse, requestUrl: string): string {
     const loc = res.headers.get('location');
     if (loc === null || loc === '') throw new RegistryProtocolError(requestUrl, `expected a Location header with http ${res.status}, found none`);
     const u = new URL(loc, requestUrl);
