@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const ALL = ['export-gzip', 'export-uncompressed', 'zstd-vs-gzip', 'apply-gzip', 'diff-small-change'];
+const ALL = ['export-gzip', 'export-uncompressed', 'zstd-vs-gzip', 'apply-gzip', 'diff-small-change', 'registry'];
 const names = process.argv.slice(2);
 const unknown = names.filter((n) => !ALL.includes(n));
 if (unknown.length > 0) {
