@@ -29,3 +29,5 @@ export {
   InvalidTarError,
 } from './errors.js';
 export * from './registry/index.js';
+/** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */
+export { crashPoint } from './crash-point.js';

@@ -11,6 +11,18 @@
 export { build, type BuildOptions, type BuildResult, type SecretSource } from './frontend/build.js';
 export { BuildStore, defaultStoreRoot, type StoreOptions } from './store.js';
 export type { ProgressEvent, ProgressHandler, VertexEvent } from './progress.js';
+/** Store consistency: fsck, crash recovery, crash-point names. */
+export {
+  checkStore,
+  recoverStore,
+  CRASH_POINTS,
+  type CheckStoreOptions,
+  type CrashPointName,
+  type RecoveryReport,
+  type StoreCheckReport,
+  type StoreIssue,
+  type StoreIssueKind,
+} from './check/index.js';
 export type { BuildStepSummary, BuildSummary, CacheRecord, KeyComponents, RecordedLayer } from './cache/cache-db.js';
 export { BuildError, ExecFailedError, BuildCanceledError, type ErrorCode, type StepLocation } from './errors.js';
 export type { NetworkMode } from './executor/index.js';

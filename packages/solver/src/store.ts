@@ -3,6 +3,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter } from '@tsbuild/snapshotter';
 import { CacheDb } from './cache/cache-db.js';
+import { openCacheDbSafely } from './check/open-db.js';
+import { recoverStore, type RecoveryReport } from './check/recover.js';
 
 /** Default store location: `$TSBUILD_ROOT`, else /var/lib/tsbuild as root, else `$XDG_DATA_HOME/tsbuild`. */
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -29,6 +31,11 @@ export class BuildStore {
   readonly images: ImageStore;
   readonly snapshots: Snapshotter;
   readonly db: CacheDb;
+  /**
+   * What opening the store cleaned up after crashed builders (containers, mounts, temp
+   * dirs), and where a corrupt cache index was moved aside (it is then recreated empty).
+   */
+  recovery: RecoveryReport & { dbBackup?: string; dbReason?: string } = { containers: [], mounts: [], dirs: [] };
 
   private constructor(root: string, content: ContentStore, images: ImageStore, snapshots: Snapshotter, db: CacheDb) {
     this.root = root;
@@ -40,12 +47,18 @@ export class BuildStore {
 
   static async open(root: string = defaultStoreRoot(), opts: StoreOptions = {}): Promise<BuildStore> {
     await mkdir(root, { recursive: true });
+    // first the leftovers of crashed builders: their containers and mounts hold snapshots
+    const recovered = await recoverStore(root);
     const content = await ContentStore.open(root);
+    await content.cleanupIngest();
     const images = await ImageStore.open(content);
     const snapshots = await openSnapshotter(join(root, 'snapshots'), { backend: opts.snapshotter ?? 'auto' });
-    const db = CacheDb.open(join(root, 'cache.db'));
+    const opened = openCacheDbSafely(join(root, 'cache.db'));
+    opened.db.leasedRefs(isAlive); // drops the leases of dead processes
     await mkdir(join(root, 'tmp'), { recursive: true });
-    return new BuildStore(root, content, images, snapshots, db);
+    const store = new BuildStore(root, content, images, snapshots, opened.db);
+    store.recovery = { ...recovered, ...(opened.backup !== undefined ? { dbBackup: opened.backup, dbReason: opened.reason ?? '' } : {}) };
+    return store;
   }
 
   /** A fresh private directory under the store's tmp/ (for mount points, bundles). */

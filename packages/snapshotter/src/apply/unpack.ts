@@ -1,5 +1,6 @@
 /** Unpacking image layers into committed snapshots named by chainID. */
 import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import type { ContentStore, Digest } from '../content/index.js';
 import { DigestMismatchError, SnapshotExistsError, SnapshotNotFoundError, SnapshotStateError } from '../errors.js';
@@ -8,6 +9,7 @@ import { withMount } from '../snapshots/mount.js';
 import { snapshotLayout } from '../snapshots/snapshotter.js';
 import type { Snapshotter } from '../snapshots/types.js';
 import { applyLayer } from './apply-layer.js';
+import { crashPoint } from '../crash-point.js';
 
 /** containerd's chainID: chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)). */
 export function chainId(diffIds: readonly Digest[]): Digest | undefined {
@@ -63,8 +65,9 @@ export async function unpackImage(
           // Read to the end so the whole stream is hashed (trailing padding).
           for await (const _ of tee) void _;
         };
-        if (snapshotter.backend === 'overlay') await withMount(mounts, apply);
+        if (snapshotter.backend === 'overlay') await withMount(mounts, apply, { parent: join(snapshotter.root, 'mnt') });
         else await apply((await snapshotLayout(snapshotter, key)).dir);
+        crashPoint('unpack-layer');
         const actual: Digest = `sha256:${hash.digest('hex')}`;
         if (actual !== layer.diffId) throw new DigestMismatchError(layer.diffId, actual);
         try {

@@ -11,6 +11,7 @@ import {
   WriterClosedError,
 } from '../errors.js';
 import { digestHex, isDigest, parseDigest, sha256, type Digest } from './digest.js';
+import { crashPoint } from '../crash-point.js';
 
 /** Size and digest of a committed blob. */
 export interface ContentInfo {
@@ -435,7 +436,9 @@ class FileContentWriter implements ContentWriter {
         if (!isErrno(err, 'ENOENT')) throw err;
       }
       if (!exists) {
+        crashPoint('blob-commit');
         await rename(join(this.#dir, 'data'), target);
+        crashPoint('blob-committed');
         await fsyncDir(this.#blobDir);
       }
       return { digest, size: this.#size };

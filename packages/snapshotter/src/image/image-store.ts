@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { crashPoint } from '../crash-point.js';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, type ContentStore } from '../content/content-store.js';
@@ -79,6 +80,7 @@ export class ImageStore {
       } finally {
         await fh.close();
       }
+      crashPoint('image-index-update');
       try {
         await rename(tmp, this.#indexPath);
       } catch (err) {

@@ -6,6 +6,7 @@ import { InvalidLayerOptionError } from './errors.js';
 import { gzipParallel } from './gzip-parallel.js';
 import { MediaTypes, type Compression, type LayerDescriptor } from './types.js';
 import { zstdCompressStream } from './zstd.js';
+import { crashPoint } from '../crash-point.js';
 
 /** The part of the content store that writeLayer needs (ContentStore satisfies it). */
 export interface LayerIngester {
@@ -72,7 +73,10 @@ export async function writeLayer(tar: Readable, store: LayerIngester, opts: Writ
   let uncompressedSize: number;
   try {
     const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
-      for await (const chunk of source) await writer.write(chunk);
+      for await (const chunk of source) {
+        await writer.write(chunk);
+        crashPoint('layer-write');
+      }
     };
     const popts = opts.signal === undefined ? {} : { signal: opts.signal };
     if (compressor === undefined) {

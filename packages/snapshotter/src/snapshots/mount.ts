@@ -1,5 +1,5 @@
 /** Performing Mount[] with mount(8), and always undoing it. */
-import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, relative, resolve, sep } from 'node:path';
 import { run } from '../tar/system.js';
@@ -76,9 +76,14 @@ export async function unmountAll(target: string): Promise<void> {
   for (let i = 0; i < 64 && (await isMountPoint(target)); i++) await run(['umount', target]);
 }
 
-/** Mounts on a fresh temporary directory, runs fn, and always unmounts and removes it. */
-export async function withMount<T>(mounts: readonly Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(`${tmpdir()}/tsbuild-mnt-`);
+/**
+ * Mounts on a fresh temporary directory, runs fn, and always unmounts and removes it.
+ * `opts.parent` puts the mount point there (named `<pid>-…`, so a crash leftover can be
+ * found and unmounted by its owner's pid) instead of the system temp dir.
+ */
+export async function withMount<T>(mounts: readonly Mount[], fn: (dir: string) => Promise<T>, opts: { parent?: string } = {}): Promise<T> {
+  if (opts.parent !== undefined) await mkdir(opts.parent, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(opts.parent !== undefined ? `${opts.parent}/${process.pid}-` : `${tmpdir()}/tsbuild-mnt-`);
   try {
     await mountAll(mounts, dir);
     try {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotStateError } from '../errors.js';
 import { run } from '../tar/system.js';
 import { MetaStore } from './metadata.js';
+import { crashPoint } from '../crash-point.js';
 import { mountAll, unmountAll } from './mount.js';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotRecord, Usage } from './types.js';
 
@@ -23,6 +24,15 @@ function info(r: SnapshotRecord): SnapshotInfo {
   const i: SnapshotInfo = { key: r.key, kind: r.kind, created: r.created, labels: { ...r.labels } };
   if (r.parent !== undefined) i.parent = r.parent;
   return i;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function checkKey(what: string, key: string): void {
@@ -142,7 +152,7 @@ class FsSnapshotter implements Snapshotter {
         await mkdir(this.fsDir(id), { mode: 0o755 });
       }
       if (this.backend === 'overlay') await mkdir(this.workDir(id), { mode: 0o700 });
-      const r: SnapshotRecord = { key, kind, created: new Date().toISOString(), labels: { ...labels }, id };
+      const r: SnapshotRecord = { key, kind, created: new Date().toISOString(), labels: { ...labels }, id, owner: process.pid };
       if (parent !== undefined) r.parent = parent;
       await this.meta.put(r);
       return r;
@@ -203,6 +213,7 @@ class FsSnapshotter implements Snapshotter {
       // Order matters for crash safety: the committed record first; recovery drops an
       // active record whose directory is already owned by a committed one.
       await this.meta.put(c);
+      crashPoint('snapshot-commit');
       await this.meta.del(key);
       if (this.backend === 'overlay') await rm(this.workDir(rec.id), { recursive: true, force: true });
     });
@@ -256,12 +267,28 @@ class FsSnapshotter implements Snapshotter {
     this.closed = true;
   }
 
-  /** Startup recovery: finish interrupted commits, delete directories no record owns. */
+  /**
+   * Startup recovery: unmount and remove mount points of dead processes under `mnt/`,
+   * finish interrupted commits, drop active/view snapshots whose owner process is dead,
+   * delete directories no record owns.
+   */
   async recover(): Promise<void> {
     await this.meta.withLock(async () => {
-      const all = await this.meta.all();
+      const mnt = join(this.root, 'mnt');
+      for (const name of await readdir(mnt).catch(() => [] as string[])) {
+        const pid = Number(/^(\d+)-/.exec(name)?.[1]);
+        if (!Number.isSafeInteger(pid) || pid === process.pid || pidAlive(pid)) continue;
+        await unmountAll(join(mnt, name));
+        await rm(join(mnt, name), { recursive: true, force: true });
+      }
+      let all = await this.meta.all();
       const committedIds = new Set(all.filter((r) => r.kind === 'committed').map((r) => r.id));
       for (const r of all) if (r.kind !== 'committed' && committedIds.has(r.id)) await this.meta.del(r.key);
+      for (const r of all) {
+        if (r.kind === 'committed' || committedIds.has(r.id) || r.owner === undefined || r.owner === process.pid || pidAlive(r.owner)) continue;
+        await this.meta.del(r.key);
+      }
+      all = await this.meta.all();
       const owned = new Set(all.map((r) => r.id));
       const dir = join(this.root, 'snapshots');
       for (const id of await readdir(dir)) {

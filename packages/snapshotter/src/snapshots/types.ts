@@ -48,4 +48,6 @@ export interface Snapshotter {
 export interface SnapshotRecord extends SnapshotInfo {
   /** Short id naming the snapshot directory `<root>/snapshots/<id>`. */
   id: string;
+  /** pid of the process that made an active or view snapshot; recovery removes those of dead processes. */
+  owner?: number;
 }

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { crashPoint } from '@tsbuild/snapshotter';
 import type { Key } from './keys.js';
 
 /** A layer as recorded in the cache: enough to put it in an image without reading it. */
@@ -204,6 +205,7 @@ export class CacheDb {
         usage_count: rec.usageCount,
       });
       for (const f of files) insertFile.run(rec.key, f.path, f.digest);
+      crashPoint('cache-index-update');
     })();
   }
 

@@ -76,7 +76,8 @@ export class RuncExecutor implements Executor {
 
   async run(req: RunRequest): Promise<RunResult> {
     if (req.signal?.aborted === true) throw new AbortError(undefined, { cause: req.signal.reason });
-    const id = `tsbuild-${randomBytes(8).toString('hex')}`;
+    // the builder's pid in the id lets the next start find containers a crashed builder left
+    const id = `tsbuild-${process.pid}-${randomBytes(8).toString('hex')}`;
     const bundle = join(this.#cfg.stateDir, 'bundles', id);
     await mkdir(this.#runcRoot, { recursive: true, mode: 0o700 });
     await mkdir(bundle, { recursive: true, mode: 0o700 });

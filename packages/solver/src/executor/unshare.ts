@@ -132,7 +132,7 @@ export class UnshareExecutor implements Executor {
     if (req.network === 'none' && this.#tools.ip === undefined) {
       throw new ExecutorError('FAILED_PRECONDITION', 'network none needs `ip` to bring up the loopback interface, found none in PATH; install the Debian package iproute2', { missingPackage: 'iproute2' });
     }
-    const id = `tsbuild-${randomBytes(8).toString('hex')}`;
+    const id = `tsbuild-${process.pid}-${randomBytes(8).toString('hex')}`;
     const priv = join(this.#stateDir, 'unshare', id);
     await mkdir(priv, { recursive: true, mode: 0o700 });
     const stubs: string[] = [];

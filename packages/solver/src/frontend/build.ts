@@ -13,6 +13,7 @@ import {
 } from '@tsbuild/parser';
 import {
   chainId,
+  crashPoint,
   DEFAULT_MOUNT_STUBS,
   exportLayer,
   mountAll,
@@ -715,6 +716,7 @@ class Builder {
   /** How one `RUN --mount` is keyed and set up. */
   private async planMount(stage: Stage, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], i: number): Promise<MountPlan> {
     const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : undefined);
+          crashPoint('run');
     if (!target && m.type !== 'ssh') throw new BuildError(`RUN --mount of type ${m.type} needs a target`);
     switch (m.type) {
       case 'tmpfs':

@@ -1,0 +1,173 @@
+/**
+ * Crash safety (catalog T30, T31, T32, T35, T40; H-CRASH, H-VERIFY): a tsbuild process
+ * killed with SIGKILL at every named crash point, then at random moments in a loop,
+ * leaves a store that the next command uses without manual repair, that checkStore
+ * finds consistent, and that gives the same image digest as a clean store.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BuildStore } from '../store.js';
+import { checkStore } from '../check/index.js';
+import { CRASH_POINTS } from '../check/crash-points.js';
+import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
+import { assertClean, makeContext, mountsUnder, runcContainers, runTsbuild, verifyStore } from './test-helpers/harness.js';
+
+const DOCKERFILE = 'FROM busybox:local\nARG N=0\nRUN echo "run $N"; echo "$N" > /n; head -c 200000 /bin/busybox > /blob\nCOPY f /f\n';
+const ENV = { SOURCE_DATE_EPOCH: '0' };
+
+function buildArgs(ctx: string, n: number | string): string[] {
+  return ['build', '--progress', 'plain', '-t', 'crash:latest', '--build-arg', `N=${n}`, ctx];
+}
+
+/** The image digest printed by `--iidfile`-less builds: read it back from the store. */
+async function taggedDigest(root: string): Promise<string> {
+  const store = await BuildStore.open(root);
+  try {
+    const img = await store.images.resolve('crash:latest');
+    assert.ok(img, 'expected crash:latest in the store');
+    return img.manifestDigest;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Removes every snapshot, so the next build unpacks its base image again. */
+async function dropSnapshots(root: string): Promise<void> {
+  const store = await BuildStore.open(root);
+  try {
+    const all: { key: string; parent?: string }[] = [];
+    for await (const s of store.snapshots.walk()) all.push(s);
+    const depth = (k: string | undefined): number => (k === undefined ? 0 : 1 + depth(all.find((s) => s.key === k)?.parent));
+    for (const s of all.sort((a, b) => depth(b.key) - depth(a.key))) await store.snapshots.remove(s.key);
+  } finally {
+    await store.close();
+  }
+}
+
+describe('crash safety (kill -9)', { concurrency: false }, () => {
+  let ts: TestStore | undefined;
+  let ctx = '';
+
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    ts = await tempStoreWithBusybox();
+    await ts.store.close();
+    ctx = await makeContext({ f: 'context file\n' });
+    await writeFile(join(ctx, 'Dockerfile'), DOCKERFILE);
+  });
+  after(async () => {
+    await ts?.cleanup();
+    if (ctx) await rm(ctx, { recursive: true, force: true });
+  });
+
+  test('a crash at each named point leaves a store that recovers by itself and checks clean', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    const points = CRASH_POINTS.filter((p) => !p.startsWith('push-'));
+    for (const [i, point] of points.entries()) {
+      if (point === 'unpack-layer') await dropSnapshots(root);
+      const r = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: { ...ENV, TSBUILD_CRASH_AT: point } });
+      assert.equal(r.signal, 'SIGKILL', `expected the build to reach crash point ${point} and die, it exited ${r.code}:\n${r.stderr}`);
+      if (point === 'run') {
+        // the crash really left work behind: the step's container and the mounted rootfs
+        assert.ok(runcContainers(root).length > 0 || mountsUnder(root).length > 0, 'expected a crash during RUN to leave a container or mount');
+      }
+      // the next command (any command: here opening the store) recovers without help
+      const report = await verifyStore(root);
+      assertClean(report, `after a crash at ${point}`);
+      assert.deepEqual(runcContainers(root), [], `runc containers left after a crash at ${point}`);
+      assert.deepEqual(mountsUnder(root), [], `mounts left after a crash at ${point}`);
+      const again = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: ENV });
+      assert.equal(again.code, 0, `the build after a crash at ${point} failed:\n${again.stderr}`);
+    }
+    assertClean(await verifyStore(root), 'after the rebuilds');
+  });
+
+  test('a crash mid-transaction never leaves half a cache record (SQLite rolls back)', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    const r = await runTsbuild(root, buildArgs(ctx, 'txn'), { env: { ...ENV, TSBUILD_CRASH_AT: 'cache-index-update' } });
+    assert.equal(r.signal, 'SIGKILL');
+    const store = await BuildStore.open(root);
+    try {
+      const db = store.db.db;
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+      // every record_files row has its record, every record with a layer has its blob
+      const orphans = db.prepare('SELECT COUNT(*) AS n FROM record_files WHERE key NOT IN (SELECT key FROM records)').get() as { n: number };
+      assert.equal(orphans.n, 0);
+      for (const rec of store.db.all()) if (rec.layer) assert.ok(await store.content.has(rec.layer.digest), `record ${rec.key} points at a missing blob`);
+      // the hot journal is still there for SQLite to use, never deleted by us
+      assertClean(await checkStore(store), 'after a crash inside the transaction');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('random kill -9 loop (50 builds), then the store verifies and rebuilds the clean digest', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    // reference: a clean build on a separate clean store
+    const clean = await tempStoreWithBusybox();
+    let reference: string;
+    try {
+      await clean.store.close();
+      const r = await runTsbuild(clean.root, buildArgs(ctx, 'final'), { env: ENV });
+      assert.equal(r.code, 0, r.stderr);
+      reference = await taggedDigest(clean.root);
+    } finally {
+      await clean.cleanup();
+    }
+    // how long a cache-missing build takes here, to spread the kills over all of it
+    const probe = await runTsbuild(root, buildArgs(ctx, 'probe'), { env: ENV });
+    assert.equal(probe.code, 0, probe.stderr);
+    const span = Math.max(300, Math.round(probe.ms * 1.1));
+    let seed = 0x2545f491;
+    const rand = (): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 0x100000000;
+    };
+    let killed = 0;
+    const started = Date.now();
+    for (let i = 0; i < 50; i++) {
+      // a few arguments repeat, so some kills hit a build that resumes a half-done one
+      const n = i % 7 === 0 ? 'final' : `loop${i}`;
+      const r = await runTsbuild(root, buildArgs(ctx, n), { env: ENV, killAfterMs: Math.floor(rand() * span) });
+      if (r.signal === 'SIGKILL') killed++;
+      else assert.equal(r.code, 0, `iteration ${i}: a build that was not killed failed:\n${r.stderr}`);
+    }
+    t.diagnostic(`50 iterations in ${Date.now() - started} ms, ${killed} killed mid-build (span ${span} ms)`);
+    assert.ok(killed >= 25, `expected most builds to be killed mid-way, only ${killed} were`);
+    assertClean(await verifyStore(root), 'after the kill loop');
+    assert.deepEqual(runcContainers(root), []);
+    const final = await runTsbuild(root, buildArgs(ctx, 'final'), { env: ENV });
+    assert.equal(final.code, 0, final.stderr);
+    assert.equal(await taggedDigest(root), reference, 'the resumed build must give the clean build digest');
+    assertClean(await verifyStore(root), 'after the final build');
+  });
+
+  test('a corrupt cache index is moved aside and the build succeeds (T34)', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    const db = join(root, 'cache.db');
+    for (const damage of ['garbage', 'empty-dir'] as const) {
+      await rm(db, { recursive: true, force: true });
+      await rm(`${db}-wal`, { force: true });
+      await rm(`${db}-shm`, { force: true });
+      if (damage === 'garbage') await writeFile(db, Buffer.alloc(8192, 0x5a));
+      else await mkdir(db);
+      const r = await runTsbuild(root, buildArgs(ctx, `corrupt-${damage}`), { env: ENV });
+      assert.equal(r.code, 0, `build with a ${damage} cache.db failed:\n${r.stderr}`);
+      const store = await BuildStore.open(root);
+      try {
+        assert.equal(store.recovery.dbBackup, undefined, 'the fresh index must be healthy on the next open');
+        assertClean(await checkStore(store), `after recovering a ${damage} index`);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+});
