@@ -289,11 +289,23 @@ export class RegistryClient {
   async push(store: ContentStore, image: StoredImage, ref: string): Promise<{ digest: Digest; size: number }> {
     const r = parseImageRef(ref);
     if (r.digest !== undefined && r.digest !== image.manifestDigest) throw new DigestMismatchError(r.digest, image.manifestDigest);
+    // Foreign (non-distributable) layers are not pushed, as Docker does.
+    const blobs = blobDescriptors(image).filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType));
+    await this.pushBlobs(store, ref, blobs);
+    crashPoint('push-manifest');
+    return this.pushManifest(store, ref, { mediaType: image.manifest.mediaType, digest: image.manifestDigest, size: image.manifestSize });
+  }
+
+  /**
+   * Pushes blobs of `store` to the repository of `ref` (its tag or digest is ignored):
+   * each is skipped when the repository has it (HEAD), mounted from another repository
+   * of the same registry when known to be there, else uploaded. Bounded by `concurrency`.
+   */
+  async pushBlobs(store: ContentStore, ref: string, blobs: readonly Descriptor[]): Promise<void> {
+    const r = parseImageRef(ref);
     const endpoint = this.#endpoint(r);
     const repo = `${r.domain}/${r.path}`;
     const sources = await blobSources(store);
-    // Foreign (non-distributable) layers are not pushed, as Docker does.
-    const blobs = blobDescriptors(image).filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType));
     const limit = pLimit(this.#opts.concurrency);
     const results = await Promise.allSettled(
       blobs.map((d) =>
@@ -308,27 +320,71 @@ export class RegistryClient {
     );
     const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+    await recordBlobSources(store, repo, blobs.map((b) => b.digest));
+  }
 
-    crashPoint('push-manifest');
-    const bytes = await store.readBlob(image.manifestDigest);
+  /**
+   * PUTs the manifest `desc` (stored in `store`, sent as the exact stored bytes) to
+   * `ref` (a tag, or a digest which must be the manifest's). Its blobs must already be
+   * in the repository ({@link pushBlobs}). Returns the manifest digest and size.
+   */
+  async pushManifest(store: ContentStore, ref: string, desc: Descriptor): Promise<{ digest: Digest; size: number }> {
+    const r = parseImageRef(ref);
+    if (r.digest !== undefined && r.digest !== desc.digest) throw new DigestMismatchError(r.digest, desc.digest);
+    const endpoint = this.#endpoint(r);
+    const bytes = await store.readBlob(desc.digest);
     const actual = sha256(bytes);
-    if (actual !== image.manifestDigest) throw new DigestMismatchError(image.manifestDigest, actual);
-    const url = `${endpoint.base}${repoPath(r)}/manifests/${r.tag ?? image.manifestDigest}`;
+    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual);
+    if (bytes.byteLength !== desc.size) throw new SizeMismatchError(desc.size, bytes.byteLength);
+    const url = `${endpoint.base}${repoPath(r)}/manifests/${r.tag ?? desc.digest}`;
     const res = await this.#transport.request({
       endpoint,
       scopes: [`repository:${r.path}:pull,push`],
       method: 'PUT',
       url,
-      headers: { 'content-type': image.manifest.mediaType, 'content-length': String(bytes.byteLength) },
+      headers: { 'content-type': desc.mediaType, 'content-length': String(bytes.byteLength) },
       body: () => bytes,
     });
     if (res.status !== 201 && res.status !== 200) throw await responseError(res, 'PUT', url, 'http 201 for the manifest');
     await discard(res);
     const echoed = res.headers.get('docker-content-digest');
-    if (echoed !== null && echoed !== image.manifestDigest) throw new RegistryProtocolError(url, `expected the registry to store manifest ${image.manifestDigest}, found ${echoed}`);
-    this.#progress({ id: image.manifestDigest, action: 'push', current: bytes.byteLength, total: bytes.byteLength });
-    await recordBlobSources(store, repo, [...blobs.map((b) => b.digest), image.manifestDigest]);
-    return { digest: image.manifestDigest, size: bytes.byteLength };
+    if (echoed !== null && echoed !== desc.digest) throw new RegistryProtocolError(url, `expected the registry to store manifest ${desc.digest}, found ${echoed}`);
+    this.#progress({ id: desc.digest, action: 'push', current: bytes.byteLength, total: bytes.byteLength });
+    await recordBlobSources(store, `${r.domain}/${r.path}`, [desc.digest]);
+    return { digest: desc.digest, size: bytes.byteLength };
+  }
+
+  /**
+   * GETs the one manifest or index `ref` names (no platform resolution), verified
+   * against a digest reference, capped and classified; stores nothing.
+   */
+  async getManifest(ref: string): Promise<{ digest: Digest; mediaType: string; kind: 'manifest' | 'index'; bytes: Buffer; body: Record<string, unknown> }> {
+    const r = parseImageRef(ref);
+    const doc = await this.#fetchManifest(this.#endpoint(r), r, r.digest ?? r.tag!, r.digest === undefined ? undefined : { digest: r.digest });
+    return { digest: doc.digest, mediaType: doc.mediaType, kind: doc.kind, bytes: doc.bytes, body: doc.body };
+  }
+
+  /** Whether the repository of `ref` has the blob `digest` (HEAD). */
+  async hasBlob(ref: string, digest: Digest): Promise<boolean> {
+    const r = parseImageRef(ref);
+    const endpoint = this.#endpoint(r);
+    const url = `${endpoint.base}${repoPath(r)}/blobs/${digest}`;
+    const res = await this.#transport.request({ endpoint, scopes: [`repository:${r.path}:pull`], method: 'HEAD', url });
+    await discard(res);
+    if (res.status === 200) return true;
+    if (res.status === 404) return false;
+    throw await responseError(res, 'HEAD', url, 'http 200 or 404');
+  }
+
+  /**
+   * Downloads one blob of the repository of `ref` into `store` (skipped when present),
+   * verified against `desc`'s digest and size, resuming with Range, and records where it
+   * came from (for later cross-repository mounts).
+   */
+  async fetchBlob(store: ContentStore, ref: string, desc: Descriptor): Promise<void> {
+    const r = parseImageRef(ref);
+    await this.#pullBlob(store, this.#endpoint(r), r, desc);
+    if (await store.has(desc.digest)) await recordBlobSources(store, `${r.domain}/${r.path}`, [desc.digest]);
   }
 
   async #pushBlob(store: ContentStore, endpoint: Endpoint, ref: ImageReference, desc: Descriptor, mountFrom: readonly string[]): Promise<void> {
