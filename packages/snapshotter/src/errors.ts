@@ -212,69 +212,6 @@ export class InvalidArchiveError extends SnapshotterError {
   }
 }
 
-/** An image reference does not follow Docker's reference grammar. */
-export class InvalidReferenceError extends SnapshotterError {
-  override name = 'InvalidReferenceError';
-  readonly code = 'INVALID_ARGUMENT' as const;
-  constructor(readonly ref: string, readonly reason: string) {
-    super(`invalid reference format ${JSON.stringify(ref.slice(0, 300))}: ${reason}`);
-  }
-}
-
-/** A manifest, index or config has the wrong shape or media type (CVE-2021-41190 class included). */
-export class InvalidManifestError extends SnapshotterError {
-  override name = 'InvalidManifestError';
-  readonly code = 'INVALID_ARGUMENT' as const;
-  constructor(readonly digest: string, readonly reason: string, options?: ErrorOptions) {
-    super(`invalid image content ${digest}: ${reason}`, options);
-  }
-}
-
-/** A JSON document is larger than the cap allowed before parsing. */
-export class ContentTooLargeError extends SnapshotterError {
-  override name = 'ContentTooLargeError';
-  readonly code = 'INVALID_ARGUMENT' as const;
-  constructor(readonly what: string, readonly limit: number, readonly actual: number) {
-    super(`${what} is too large: expected at most ${limit} bytes, found ${actual}`);
-  }
-}
-
-/** An index has no manifest for the requested platform. */
-export class NoMatchingPlatformError extends SnapshotterError {
-  override name = 'NoMatchingPlatformError';
-  readonly code = 'NOT_FOUND' as const;
-  constructor(readonly platform: string, readonly available: readonly string[]) {
-    super(`no match for platform ${platform}; available: ${available.length === 0 ? '(none)' : available.join(', ')}`);
-  }
-}
-
-/** A lock file stayed held by a live process for too long. */
-export class LockTimeoutError extends SnapshotterError {
-  override name = 'LockTimeoutError';
-  readonly code = 'FAILED_PRECONDITION' as const;
-  constructor(readonly path: string, readonly waitedMs: number, readonly holderPid: number | undefined) {
-    super(`lock ${path} still held after ${waitedMs} ms: expected it to be released, found it held${holderPid === undefined ? '' : ` by pid ${holderPid}`}`);
-  }
-}
-
-/** No image has this name or digest. */
-export class ImageNotFoundError extends SnapshotterError {
-  override name = 'ImageNotFoundError';
-  readonly code = 'NOT_FOUND' as const;
-  constructor(readonly ref: string) {
-    super(`image ${JSON.stringify(ref)} not found`);
-  }
-}
-
-/** A docker-archive or OCI archive is malformed or hostile. */
-export class InvalidArchiveError extends SnapshotterError {
-  override name = 'InvalidArchiveError';
-  readonly code = 'INVALID_ARGUMENT' as const;
-  constructor(readonly member: string | undefined, readonly reason: string, options?: ErrorOptions) {
-    super(`invalid image archive${member === undefined ? '' : ` (member ${JSON.stringify(member.slice(0, 300))})`}: ${reason}`, options);
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Registry client (src/registry)
 // ---------------------------------------------------------------------------
