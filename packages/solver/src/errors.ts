@@ -45,3 +45,39 @@ export class BuildCanceledError extends BuildError {
     super(message, 'CANCELED');
   }
 }
+
+/** `cache inspect` or `cache prune` named a record that is not there (or a prefix matching several). */
+export class CacheRecordNotFoundError extends Error {
+  override name = 'CacheRecordNotFoundError';
+  readonly code = 'NOT_FOUND' as const;
+  readonly id: string;
+
+  constructor(id: string, expected: string) {
+    super(`no cache record ${JSON.stringify(id)}: expected ${expected}`);
+    this.id = id;
+  }
+}
+
+/** A prune option out of range. */
+export class InvalidPruneOptionError extends Error {
+  override name = 'InvalidPruneOptionError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  readonly option: string;
+
+  constructor(option: string, expected: string, found: string) {
+    super(`invalid prune option ${option}: expected ${expected}, found ${found}`);
+    this.option = option;
+  }
+}
+
+/** `tsbuild layers`/`diff` named something that is neither an image in the store nor a layer blob. */
+export class InspectTargetNotFoundError extends Error {
+  override name = 'InspectTargetNotFoundError';
+  readonly code = 'NOT_FOUND' as const;
+  readonly target: string;
+
+  constructor(target: string, expected: string) {
+    super(`${JSON.stringify(target)} not found: expected ${expected}`);
+    this.target = target;
+  }
+}

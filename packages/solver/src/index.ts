@@ -27,3 +27,22 @@ export type { BuildStepSummary, BuildSummary, CacheRecord, KeyComponents, Record
 export { BuildError, ExecFailedError, BuildCanceledError, type ErrorCode, type StepLocation } from './errors.js';
 export type { NetworkMode } from './executor/index.js';
 export { importRootfs, type ImportOptions } from './ops/import.js';
+/** Build cache usage, inspection and pruning (`tsbuild cache ls|du|inspect|prune`). */
+export { CacheController, type CacheUsage, type CacheUsageRecord, type CacheRecordDetail, type PruneOptions, type PruneResult } from './cache/controller.js';
+/** Leases: what a running operation holds is never pruned. */
+export { Lease } from './cache/lease.js';
+/** Image inspection: per-layer changes and wasted bytes (`tsbuild layers`), image/layer diffs (`tsbuild diff`). */
+export {
+  analyzeLayers,
+  diffImages,
+  type ChangeKind,
+  type DiffEntry,
+  type DiffReport,
+  type FileChange,
+  type ImageLayersReport,
+  type LayerReport,
+  type WastedFile,
+} from './inspect/layers.js';
+export { CacheRecordNotFoundError, InvalidPruneOptionError, InspectTargetNotFoundError } from './errors.js';
+/** `rewrite-timestamp=true`: clamp file mtimes in an image's layers to SOURCE_DATE_EPOCH at export. */
+export { rewriteTimestamps, ClampMtimes } from './export/rewrite-timestamp.js';

@@ -5,7 +5,8 @@
 export type ProgressEvent =
   | VertexEvent
   | { type: 'log'; vertex: string; stream: 1 | 2; data: Uint8Array }
-  | { type: 'status'; vertex: string; id: string; current: number; total?: number }
+  /** bytes of a transfer (layer export, archive write); `started`/`completed` give its throughput */
+  | { type: 'status'; vertex: string; id: string; current: number; total?: number; started?: number; completed?: number }
   | { type: 'warning'; message: string; location?: { file: string; line: number; column?: number } };
 
 /** A vertex (one step) changed state. Later events for the same vertex carry the newer fields. */

@@ -298,6 +298,57 @@ export class CacheDb {
     })();
   }
 
+  /**
+   * The leases of live processes: every ref they hold and when the oldest of them
+   * started (anything created after that may belong to a running build). Leases of
+   * dead processes are dropped.
+   */
+  liveLeases(isAlive: (pid: number) => boolean): { refs: Set<string>; oldest?: number; count: number } {
+    const leases = this.db.prepare('SELECT id, pid, created FROM leases').all() as { id: string; pid: number; created: number }[];
+    const refs = new Set<string>();
+    let oldest: number | undefined;
+    let count = 0;
+    const refStmt = this.db.prepare('SELECT ref FROM lease_refs WHERE lease = ?');
+    for (const l of leases) {
+      if (!isAlive(l.pid)) {
+        this.releaseLease(l.id);
+        continue;
+      }
+      count++;
+      oldest = oldest === undefined ? l.created : Math.min(oldest, l.created);
+      for (const r of refStmt.all(l.id) as { ref: string }[]) refs.add(r.ref);
+    }
+    return { refs, ...(oldest !== undefined ? { oldest } : {}), count };
+  }
+
+  /**
+   * Looks a record up and, when it exists, adds it (and its layer blob) to a lease in
+   * the same transaction, so a concurrent prune either sees the lease or has already
+   * removed the record.
+   */
+  getAndHold(key: string, lease: string, pid: number, now: number): CacheRecord | undefined {
+    return this.db.transaction(() => {
+      const rec = this.get(key);
+      if (rec) this.addLease(lease, pid, rec.layer ? [rec.key, rec.layer.digest] : [rec.key], now);
+      return rec;
+    })();
+  }
+
+  /**
+   * Deletes the records `pick` chooses among those no live lease holds and that were
+   * created before `before`, in one transaction (so a build cannot lease one in between).
+   * Returns the deleted records.
+   */
+  deleteUnleased(pick: (candidates: CacheRecord[]) => CacheRecord[], isAlive: (pid: number) => boolean, dryRun = false): CacheRecord[] {
+    return this.db.transaction(() => {
+      const live = this.liveLeases(isAlive);
+      const candidates = this.all().filter((r) => !live.refs.has(r.key) && (live.oldest === undefined || r.created < live.oldest));
+      const chosen = pick(candidates);
+      if (!dryRun) this.deleteRecords(chosen.map((r) => r.key));
+      return chosen;
+    })();
+  }
+
   /** Refs held by leases whose process is alive; leases of dead processes are dropped. */
   leasedRefs(isAlive: (pid: number) => boolean): Set<string> {
     const leases = this.db.prepare('SELECT id, pid FROM leases').all() as { id: string; pid: number }[];

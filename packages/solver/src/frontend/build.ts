@@ -28,6 +28,7 @@ import {
 } from '@tsbuild/snapshotter';
 import pLimit from 'p-limit';
 import type { BuildStepSummary, FileDigest, KeyComponents } from '../cache/cache-db.js';
+import { Lease } from '../cache/lease.js';
 import { canonicalJson, keyOf, sha256Key, type Key } from '../cache/keys.js';
 import { BuildContext, type SourceMatch } from '../context/build-context.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
@@ -138,6 +139,8 @@ class Builder {
   private executor: Promise<Executor> | undefined;
   private vertexSeq = 0;
   private readonly now = Date.now();
+  /** holds what this build uses so `cache prune` leaves it alone */
+  private lease: Lease | undefined;
 
   constructor(store: BuildStore, opts: BuildOptions) {
     this.store = store;
@@ -166,6 +169,7 @@ class Builder {
     await this.store.cleanupTemp();
 
     const buildId = this.store.db.startBuild(this.dockerfilePath, this.now);
+    this.lease = Lease.acquire(this.store.db);
     let ok = false;
     try {
       for (const idx of graph.order) this.stageResult(idx);
@@ -185,6 +189,7 @@ class Builder {
       return { image, digest: image.manifestDigest, tags: [...(this.opts.tags ?? [])], steps: this.steps, target: stage.name ?? String(stage.index) };
     } finally {
       this.store.db.finishBuild(buildId, ok, this.steps, Date.now());
+      this.lease.release();
     }
   }
 
@@ -280,6 +285,7 @@ class Builder {
       this.vertexDone(vertex, { error: err.message });
       throw err;
     }
+    this.lease?.hold([image.manifestDigest, image.configDigest, ...image.manifest.layers.map((l) => l.digest)]);
     this.vertexDone(vertex, { cached: true });
     const config = cloneConfig(image.config);
     const layers: LayerRef[] = image.manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: image.config.rootfs.diff_ids[i] }));
@@ -487,7 +493,7 @@ class Builder {
    */
   private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, files: readonly FileDigest[]): Promise<{ hit: true; layer: LayerRef | null } | { hit: false; reason: string }> {
     if (noCache) return { hit: false, reason: 'cache disabled (--no-cache)' };
-    const rec = this.store.db.get(key);
+    const rec = this.lease ? this.lease.getRecord(key) : this.store.db.get(key);
     if (rec) {
       if (!rec.layer) {
         this.store.db.touch(key, Date.now());
@@ -553,6 +559,8 @@ class Builder {
   /** The committed snapshot holding a chain of layers (unpacked from the store if needed). */
   private async parentSnapshot(layers: readonly LayerRef[]): Promise<string | undefined> {
     if (layers.length === 0) return undefined;
+    // hold the chain (and its blobs) before unpacking, so a concurrent prune keeps it
+    this.lease?.hold([...layers.map((l) => l.digest), ...layers.map((_, i) => chainId(layers.slice(0, i + 1).map((l) => l.diffId))!)]);
     return unpackImage(this.store.content, this.store.snapshots, layers);
   }
 
@@ -560,7 +568,7 @@ class Builder {
    * Prepares a writable snapshot on top of `layers`, mounts it, runs `fn` on the
    * mounted root, and turns the change into a layer (null when nothing changed).
    */
-  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>): Promise<LayerRef | null> {
+  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>, vertex?: string): Promise<LayerRef | null> {
     const parent = await this.parentSnapshot(layers);
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
     const mounts = await this.store.snapshots.prepare(active, parent);
@@ -576,6 +584,7 @@ class Builder {
         await rm(dir, { recursive: true, force: true });
       }
       this.checkAbort();
+      const exportStarted = Date.now();
       const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
         compression: this.opts.compression ?? 'gzip',
         ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
@@ -584,6 +593,9 @@ class Builder {
         signal: this.abort.signal,
       });
       if (desc.empty) return null;
+      if (vertex !== undefined) {
+        this.emit({ type: 'status', vertex, id: `exporting layer ${desc.digest.slice(7, 19)}`, current: desc.uncompressedSize, total: desc.uncompressedSize, started: exportStarted, completed: Date.now() });
+      }
       const layer: LayerRef = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, diffId: desc.diffId };
       const chain = chainId([...layers.map((l) => l.diffId), layer.diffId])!;
       try {
@@ -607,12 +619,12 @@ class Builder {
     const wd = posix.resolve(cur, path);
     state.config.config.WorkingDir = wd;
     const components: KeyComponents = { parent: state.fsKey, op: canonicalJson({ kind: 'WORKDIR', path: wd }) };
-    await this.cachedStep(state, step, components, [], `WORKDIR ${wd}`, async () =>
+    await this.cachedStep(state, step, components, [], `WORKDIR ${wd}`, async (vertex) =>
       this.withWritableRoot(state.layers, async (rootfs) => {
         const host = await resolveInRoot(rootfs, wd);
         await mkdir(host, { recursive: true, mode: 0o755 });
         return [];
-      }),
+      }, vertex),
     );
   }
 
@@ -700,7 +712,7 @@ class Builder {
             if (partial) tail.push(partial);
             if (res.exitCode !== 0) throw new ExecFailedError(step.label, argv, res.exitCode, tail.slice(-10));
             return res.createdStubs;
-          });
+          }, vertex);
         } finally {
           for (const c of cleanups.reverse()) await c();
         }
@@ -804,6 +816,7 @@ class Builder {
   private async imageState(name: string): Promise<StageState> {
     const image = await this.store.images.resolve(name);
     if (!image) throw new BuildError(`${name}: not found: no stage and no image in the local store has this name`, 'NOT_FOUND');
+    this.lease?.hold([image.manifestDigest, image.configDigest, ...image.manifest.layers.map((l) => l.digest)]);
     return {
       name,
       layers: image.manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: image.config.rootfs.diff_ids[i] })),
@@ -862,7 +875,7 @@ class Builder {
         ...(inputs ? { inputs } : {}),
       };
       const historyText = `${instr.kind} ${instr.sources.join(' ')} ${instr.dest} # buildkit`;
-      await this.cachedStep(state, step, components, instr.from === undefined ? files : [], historyText, () =>
+      await this.cachedStep(state, step, components, instr.from === undefined ? files : [], historyText, (vertex) =>
         this.withWritableRoot(state.layers, async (rootfs) => {
           const chown = instr.chown !== undefined ? await resolveChown(rootfs, instr.chown) : undefined;
           await copyInto({
@@ -875,7 +888,7 @@ class Builder {
             ...(instr.chmod !== undefined ? { chmod: parseChmod(instr.chmod) } : {}),
           });
           return [];
-        }),
+        }, vertex),
       );
     } finally {
       for (const c of cleanups.reverse()) await c();
