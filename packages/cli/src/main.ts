@@ -52,9 +52,12 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
     .option('--check', 'run the Dockerfile lint checks and exit without building')
     .addOption(new Option('--isolation <mode>', 'sandbox for RUN steps').choices(['auto', 'runc', 'unshare']).default('auto'))
     .option('--jobs <n>', 'how many steps run at once (default: number of cores)')
-    .action(async (context: string, opts: Record<string, unknown>) => {
+    .option('--ssh <spec>', 'SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]; repeatable', collect, [])
+    .option('--build-context <name=value>', 'named context: name=DIR, name=docker-image://IMAGE or name=oci-layout://DIR[:TAG]; repeatable', collect, [])
+    .option('--explain', 'after the build, list every step with CACHED or the reason it missed (as `tsbuild why`)')
+    .action(async (context: string, opts: Record<string, unknown>, cmd: Command) => {
       const { buildCommand } = await import('./commands/build.js');
-      process.exitCode = await buildCommand(context, opts as never, io);
+      process.exitCode = await buildCommand(context, { ...opts, progressExplicit: cmd.getOptionValueSource('progress') === 'cli' } as never, io);
     });
 
   program
@@ -149,11 +152,75 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
   program
     .command('why')
     .description('explain, step by step, why the last build of a Dockerfile hit or missed the cache')
-    .argument('[dockerfile]', 'the Dockerfile of that build (default: the last build of any)')
+    .argument('[dockerfile]', 'the Dockerfile (or context directory) of that build (default: the last build of any)')
     .addOption(new Option('--format <fmt>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (dockerfile: string | undefined, opts: { format: 'text' | 'json' }) => {
       const { whyCommand } = await import('./commands/why.js');
       await whyCommand(dockerfile, opts, io);
+    });
+
+  const cache = program.command('cache').description('inspect and prune the build cache');
+  cache
+    .command('ls')
+    .description('list cache records: id, instruction, size, created, last used, usage count, shared/private, reclaimable')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (opts: { format: 'table' | 'json' }) => {
+      const { cacheLsCommand } = await import('./commands/cache.js');
+      await cacheLsCommand(opts, io);
+    });
+  cache
+    .command('du')
+    .description('disk usage of the build cache: totals and the largest records')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))
+    .option('--top <n>', 'how many of the largest records to list', '10')
+    .action(async (opts: { format: 'table' | 'json'; top: string }) => {
+      const { cacheDuCommand } = await import('./commands/cache.js');
+      await cacheDuCommand(opts, io);
+    });
+  cache
+    .command('inspect')
+    .description('show one record: key components, parent, layer digest, images that use it')
+    .argument('<id>', 'record id or a unique prefix of it')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (id: string, opts: { format: 'text' | 'json' }) => {
+      const { cacheInspectCommand } = await import('./commands/cache.js');
+      await cacheInspectCommand(id, { format: opts.format === 'json' ? 'json' : 'table' }, io);
+    });
+  cache
+    .command('prune')
+    .description('remove build cache records, then the blobs and snapshots nothing references; never what a running build holds')
+    .option('-a, --all', 'also remove records whose layers images share, and unpacked image snapshots')
+    .option('--filter <filter>', 'only records matching: until=DURATION (not used for that long, e.g. 24h); repeatable', collect, [])
+    .option('--keep-storage <size>', 'keep this much cache (e.g. 10GB), removing the least recently used first')
+    .option('--dry-run', 'show what would be removed and freed, remove nothing')
+    .option('-f, --force', 'accepted for buildx compatibility (tsbuild never asks for confirmation)')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (opts: { all?: boolean; filter: string[]; keepStorage?: string; dryRun?: boolean; format: 'table' | 'json'; force?: boolean }) => {
+      const { cachePruneCommand } = await import('./commands/cache.js');
+      await cachePruneCommand(opts, io);
+    });
+
+  program
+    .command('layers')
+    .description('per layer: instruction, size, files added/changed/removed; the wasted bytes and efficiency score (like dive)')
+    .argument('<name>', 'image name')
+    .option('--files', 'list every file each layer adds, changes or removes')
+    .option('--top <n>', 'how many wasted paths to list', '10')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (name: string, opts: { format: 'table' | 'json'; files?: boolean; top: string }) => {
+      const { layersCommand } = await import('./commands/layers.js');
+      await layersCommand(name, opts, io);
+    });
+
+  program
+    .command('diff')
+    .description('compare two images (their filesystems) or two layers (by digest): files with sizes and change kinds')
+    .argument('<a>', 'image name or layer digest')
+    .argument('<b>', 'image name or layer digest')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (a: string, b: string, opts: { format: 'table' | 'json' }) => {
+      const { diffCommand } = await import('./commands/layers.js');
+      await diffCommand(a, b, opts, io);
     });
 
   return program;

@@ -69,7 +69,7 @@ export class PlainRenderer {
       case 'status': {
         const v = this.state(e.vertex, '');
         this.header(v);
-        this.out(`#${v.n} ${e.id} ${formatBytes(e.current)}${e.total !== undefined ? ` / ${formatBytes(e.total)}` : ''}\n`);
+        this.out(`#${v.n} ${e.id} ${throughput(e)}\n`);
         return;
       }
       case 'warning': {
@@ -99,4 +99,13 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${x}B` : `${x.toFixed(x < 10 ? 2 : 1)}${units[i]}`;
+}
+
+/** `12.3MB / 40.0MB` or, for a finished transfer, `40.0MB in 2.1s (19.0MB/s)`. */
+export function throughput(e: { current: number; total?: number; started?: number; completed?: number }): string {
+  if (e.started !== undefined && e.completed !== undefined) {
+    const secs = Math.max(0.001, (e.completed - e.started) / 1000);
+    return `${formatBytes(e.current)} in ${secs.toFixed(1)}s (${formatBytes(Math.round(e.current / secs))}/s)`;
+  }
+  return `${formatBytes(e.current)}${e.total !== undefined ? ` / ${formatBytes(e.total)}` : ''}`;
 }

@@ -1,4 +1,5 @@
 import type { ProgressEvent } from '@tsbuild/solver';
+import { throughput } from './plain.js';
 
 interface Row {
   name: string;
@@ -9,14 +10,18 @@ interface Row {
   reason?: string;
   tail: string[];
   partial: string;
+  /** last transfer report (layer export, archive write) */
+  status?: string;
 }
 
 const TAIL_LINES = 6;
 
 /**
  * The live view on a terminal, like BuildKit's: a header with elapsed time and
- * progress, one line per step with its time, the last lines of output of running
- * steps, cached steps marked CACHED; redrawn in place a few times a second.
+ * progress; cached steps collapsed into one line; one line per other step with its
+ * elapsed time; under each running step its miss reason and the last lines of its
+ * output; transfers with bytes and throughput. Redrawn in place a few times a second;
+ * `stop()` draws the last frame and a summary (total time, what was cached).
  */
 export class TtyRenderer {
   private readonly write: (s: string) => void;
@@ -41,16 +46,19 @@ export class TtyRenderer {
       this.warnings.push(this.scrub(e.message));
       return;
     }
-    if (e.type === 'status') return;
     let row = this.rows.get(e.vertex);
     if (!row) {
       row = { name: '', cached: false, tail: [], partial: '' };
       this.rows.set(e.vertex, row);
     }
+    if (e.type === 'status') {
+      row.status = throughput(e);
+      return;
+    }
     if (e.type === 'log') {
       const lines = (row.partial + Buffer.from(e.data).toString('utf8')).split('\n');
       row.partial = lines.pop() ?? '';
-      row.tail.push(...lines.map((l) => this.scrub(l)));
+      row.tail.push(...lines.map((l) => this.scrub(l.replace(/\r/g, ''))));
       if (row.tail.length > TAIL_LINES) row.tail.splice(0, row.tail.length - TAIL_LINES);
       return;
     }
@@ -62,24 +70,28 @@ export class TtyRenderer {
     if (e.reason !== undefined) row.reason = e.reason;
   }
 
-  private render(final: boolean): string[] {
-    const now = Date.now();
+  /** The lines of one frame (exposed for tests). */
+  render(final: boolean, now = Date.now()): string[] {
     const all = [...this.rows.values()];
     const done = all.filter((r) => r.completed !== undefined).length;
     const width = Math.max(40, this.columns());
     const lines = [`[+] Building ${((now - this.start) / 1000).toFixed(1)}s (${done}/${all.length})${final ? ' FINISHED' : ''}`];
+    const cached = all.filter((r) => r.cached && r.error === undefined);
+    if (cached.length > 0) lines.push(truncate(`=> CACHED ${cached.length} step${cached.length === 1 ? '' : 's'}: ${cached.map((r) => r.name).join(', ')}`, width));
     for (const r of all) {
+      if (r.cached && r.error === undefined) continue;
       const t = r.started !== undefined ? `${(((r.completed ?? now) - r.started) / 1000).toFixed(1)}s` : '';
-      const prefix = r.error !== undefined ? '=> ERROR ' : r.cached ? '=> CACHED ' : '=> ';
-      const label = `${prefix}${r.name}`;
-      const pad = Math.max(1, width - label.length - t.length - 1);
-      lines.push(truncate(`${label}${' '.repeat(pad)}${r.cached ? '' : t}`, width));
-      if (!r.cached && r.completed === undefined && r.reason) lines.push(truncate(` => miss: ${r.reason}`, width));
-      if ((r.completed === undefined || r.error !== undefined) && r.tail.length > 0) {
+      const prefix = r.error !== undefined ? '=> ERROR ' : r.completed === undefined ? '=> ' : '=> DONE ';
+      const label = `${prefix}${r.name}${r.status ? `  ${r.status}` : ''}`;
+      const room = width - t.length - 1;
+      lines.push(`${truncate(label, room).padEnd(room)} ${t}`);
+      const running = r.completed === undefined;
+      if (running && r.reason) lines.push(truncate(` => miss: ${r.reason}`, width));
+      if ((running || r.error !== undefined) && r.tail.length > 0) {
         for (const l of r.tail) lines.push(truncate(` > ${l}`, width));
       }
     }
-    if (final) for (const w of this.warnings) lines.push(`WARNING: ${w}`);
+    if (final) for (const w of this.warnings) lines.push(truncate(`WARNING: ${w}`, width));
     return lines;
   }
 
@@ -95,15 +107,20 @@ export class TtyRenderer {
     this.write(s);
   }
 
-  /** Draws the last frame and stops redrawing. */
-  stop(): void {
+  /** Draws the last frame, then the summary, and stops redrawing. */
+  stop(summary?: string): void {
     if (!this.timer) return;
     clearInterval(this.timer);
     this.timer = undefined;
     this.draw(true);
+    if (summary !== undefined) {
+      const cached = [...this.rows.values()].filter((r) => r.cached && r.error === undefined);
+      this.write(`${summary}\n`);
+      if (cached.length > 0) this.write(`cached: ${cached.map((r) => r.name).join(', ')}\n`);
+    }
   }
 }
 
 function truncate(s: string, width: number): string {
-  return s.length > width ? `${s.slice(0, width - 1)}…` : s;
+  return s.length > width ? `${s.slice(0, Math.max(0, width - 1))}…` : s;
 }
