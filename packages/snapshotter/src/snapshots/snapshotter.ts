@@ -5,7 +5,8 @@
  * (prepare copies the parent tree with `cp -a`, preserving owners, modes, xattrs,
  * hardlinks and special files).
  */
-import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotStateError } from '../errors.js';
 import { run } from '../tar/system.js';
@@ -83,6 +84,36 @@ export async function probeOverlay(root: string): Promise<string[] | undefined> 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * probeOverlay, remembered under `root` for the rest of this boot: the probe's mount and
+ * unmount cost a few ms each, but unmounting an overlay with an upperdir syncs the
+ * whole backing filesystem, which takes up to a second when other processes have dirty
+ * data — on every process start. The result is keyed by the boot, kernel, user
+ * namespace and overlay module parameters; only a working overlay is remembered.
+ */
+async function cachedProbe(root: string): Promise<string[] | undefined> {
+  const params = await Promise.all(['metacopy', 'redirect_dir', 'index'].map((n) => readFile(`/sys/module/overlay/parameters/${n}`, 'utf8').catch(() => '-')));
+  const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
+  const uidMap = await readFile('/proc/self/uid_map', 'utf8').catch(() => '');
+  const key = JSON.stringify([bootId.trim(), release(), uidMap.trim().split(/\s+/), params.map((p) => p.trim())]);
+  const file = join(root, 'overlay-probe.json');
+  if (bootId !== '') {
+    try {
+      const saved = JSON.parse(await readFile(file, 'utf8')) as { key?: unknown; options?: unknown };
+      if (saved.key === key && Array.isArray(saved.options) && saved.options.every((o) => typeof o === 'string')) return saved.options as string[];
+    } catch {
+      /* no or unreadable record: probe */
+    }
+  }
+  const options = await probeOverlay(root);
+  if (options && bootId !== '') {
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify({ key, options }));
+    await rename(tmp, file);
+  }
+  return options;
 }
 
 class FsSnapshotter implements Snapshotter {
@@ -331,7 +362,7 @@ export async function openSnapshotter(root: string, opts: OpenSnapshotterOptions
   let chosen: 'overlay' | 'copy' = 'copy';
   let extra: string[] = [];
   if (backend !== 'copy') {
-    const probe = await probeOverlay(root);
+    const probe = await cachedProbe(root);
     if (probe) {
       chosen = 'overlay';
       extra = probe;
