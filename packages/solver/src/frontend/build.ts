@@ -642,7 +642,7 @@ class Builder {
 
   private async runStep(stage: Stage, state: StageState, instr: Extract<Instruction, { kind: 'RUN' }>, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
     if (instr.security === 'insecure') throw new BuildError('RUN --security=insecure needs the security.insecure entitlement, which tsbuild never grants (steps always run confined)', 'FAILED_PRECONDITION');
-    const { argv, pipe } = runArgv(instr, state.shell);
+    const argv = runArgv(instr, state.shell);
     const cwd = state.config.config.WorkingDir || '/';
     const user = state.config.config.User || 'root';
     const network: NetworkMode = instr.network ?? this.opts.network ?? 'default';
