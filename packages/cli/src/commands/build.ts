@@ -194,7 +194,7 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
     const r = new JsonRenderer(io.stderr, scrub);
     handle = (e) => r.handle(e);
   } else if (mode === 'tty') {
-    tty = new TtyRenderer(io.stderr, () => process.stderr.columns ?? 100, scrub);
+    tty = new TtyRenderer(io.stderr, () => process.stderr.columns || Number(process.env.COLUMNS) || 100, scrub);
     const r = tty;
     handle = (e) => r.handle(e);
   }
