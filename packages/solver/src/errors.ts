@@ -81,3 +81,17 @@ export class InspectTargetNotFoundError extends Error {
     this.target = target;
   }
 }
+
+/** A build cache could not be imported or exported (`--cache-from`/`--cache-to`): a bad artifact, a missing blob. */
+export class RemoteCacheError extends Error {
+  override name = 'RemoteCacheError';
+  readonly code: 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION';
+  /** the cache reference or directory */
+  readonly source: string;
+
+  constructor(source: string, message: string, code: 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' = 'INVALID_ARGUMENT', options?: { cause?: unknown }) {
+    super(`cache ${source}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.source = source;
+    this.code = code;
+  }
+}
