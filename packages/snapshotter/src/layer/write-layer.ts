@@ -71,10 +71,18 @@ export async function writeLayer(tar: Readable, store: LayerIngester, opts: Writ
   let info: ContentInfo;
   let diffId: Digest;
   let uncompressedSize: number;
+  // a failed write (ENOSPC, EIO) must be what the caller sees, not the AbortError with
+  // which leaving the loop destroys the upstream streams
+  let writeError: unknown;
   try {
     const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
       for await (const chunk of source) {
-        await writer.write(chunk);
+        try {
+          await writer.write(chunk);
+        } catch (err) {
+          writeError = err;
+          throw err;
+        }
         crashPoint('layer-write');
       }
     };
@@ -93,7 +101,7 @@ export async function writeLayer(tar: Readable, store: LayerIngester, opts: Writ
     info = await writer.commit({ digest, size: blob.size });
   } catch (err) {
     await writer.abort();
-    throw err;
+    throw writeError ?? err;
   }
   return { mediaType: MEDIA_TYPE[compression], digest: info.digest, size: info.size, diffId, uncompressedSize };
 }
