@@ -32,8 +32,8 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
 
   program
     .command('build', { isDefault: true })
-    .description('build an image from a Dockerfile and a context directory')
-    .argument('[context]', 'build context directory', '.')
+    .description('build an image from a Dockerfile and a context')
+    .argument('[context]', "build context: a directory, '-' (a tar, or a Dockerfile, on stdin) or a git URL (URL#ref:subdir)", '.')
     .option('-t, --tag <name>', 'name and optionally a tag (name:tag); repeatable', collect, [])
     .option('-f, --file <path>', "path of the Dockerfile (default: CONTEXT/Dockerfile); '-' reads it from stdin")
     .option('--build-arg <key=value>', 'set a build-time variable; repeatable', collect, [])
