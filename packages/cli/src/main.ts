@@ -161,6 +161,15 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
 
   const cache = program.command('cache').description('inspect and prune the build cache');
   cache
+    .command('check')
+    .description('verify the store: re-hash every blob, check image names, cache records, snapshots, SQLite and leftovers of crashed builds')
+    .option('--repair', 'fix what can be fixed (drop broken records, names and snapshots, unmount and remove leftovers)')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (opts: { repair?: boolean; format: 'text' | 'json' }) => {
+      const { cacheCheckCommand } = await import('./commands/cache-check.js');
+      process.exitCode = await cacheCheckCommand(opts, io);
+    });
+  cache
     .command('ls')
     .description('list cache records: id, instruction, size, created, last used, usage count, shared/private, reclaimable')
     .addOption(new Option('--format <fmt>', 'output format').choices(['table', 'json']).default('table'))

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildStore } from '../store.js';
 import { checkStore } from '../check/index.js';
@@ -147,6 +147,35 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
     assert.equal(final.code, 0, final.stderr);
     assert.equal(await taggedDigest(root), reference, 'the resumed build must give the clean build digest');
     assertClean(await verifyStore(root), 'after the final build');
+  });
+
+  test('`tsbuild cache check` reports a corrupt blob and a broken record; --repair fixes them; the next build succeeds', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    const r0 = await runTsbuild(root, buildArgs(ctx, 'fsck'), { env: ENV });
+    assert.equal(r0.code, 0, r0.stderr);
+    const store = await BuildStore.open(root);
+    const img = await store.images.resolve('crash:latest');
+    await store.close();
+    const layer = img!.manifest.layers.at(-1)!;
+    const path = join(root, 'blobs', 'sha256', layer.digest.slice(7));
+    const bytes = await readFile(path);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await writeFile(path, bytes);
+    const bad = await runTsbuild(root, ['cache', 'check']);
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, new RegExp(`PROBLEM  blob-corrupt ${layer.digest}`));
+    assert.match(bad.stdout, /PROBLEM  image-broken .*crash:latest/);
+    const fixed = await runTsbuild(root, ['cache', 'check', '--repair']);
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.match(fixed.stdout, /REPAIRED blob-corrupt/);
+    assert.match(fixed.stdout, /REPAIRED record-broken/);
+    const clean = await runTsbuild(root, ['cache', 'check', '--format', 'json']);
+    assert.equal(clean.code, 0, clean.stdout);
+    assert.equal((JSON.parse(clean.stdout) as { ok: boolean }).ok, true);
+    const again = await runTsbuild(root, buildArgs(ctx, 'fsck'), { env: ENV });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout + again.stderr, /no longer in the store|MISS/);
   });
 
   test('a corrupt cache index is moved aside and the build succeeds (T34)', async (t) => {
