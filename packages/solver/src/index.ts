@@ -8,7 +8,7 @@
  * const result = await build(store, { context: '.', tags: ['hello'], onProgress: (e) => console.log(e) });
  * ```
  */
-export { build, type BuildOptions, type BuildResult, type SecretSource } from './frontend/build.js';
+export { build, type BuildOptions, type BuildResult, type SecretSource, type SshSource } from './frontend/build.js';
 export { BuildStore, defaultStoreRoot, type StoreOptions } from './store.js';
 export type { ProgressEvent, ProgressHandler, VertexEvent } from './progress.js';
 /** Store consistency: fsck, crash recovery, crash-point names. */

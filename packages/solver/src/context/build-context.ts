@@ -160,8 +160,16 @@ export class BuildContext {
       if (!e) continue;
       const ignored = this.ignore.ignores(e.rel);
       if (ignored && !(e.type === 'dir' && this.ignore.hasExceptions)) continue;
-      if (!ignored) out.push(e);
-      if (e.type === 'dir') await this.walk(e.rel, out);
+      if (!ignored) {
+        out.push(e);
+        if (e.type === 'dir') await this.walk(e.rel, out);
+        continue;
+      }
+      // an excluded directory is still walked for exceptions (`!dir/keep`); it is sent
+      // (as itself) only when something beneath it is, like BuildKit's context transfer
+      const below: ContextEntry[] = [];
+      await this.walk(e.rel, below);
+      if (below.length > 0) out.push(e, ...below);
     }
   }
 
@@ -170,7 +178,8 @@ export class BuildContext {
     const cleaned = cleanRel(pattern);
     let roots: string[];
     if (GLOB_CHARS.test(cleaned)) {
-      const found = await fg(cleaned, { cwd: this.dir, dot: true, onlyFiles: false, followSymbolicLinks: false, unique: true });
+      // Go's filepath.Match (what BuildKit uses) has no globstar: `**` is just `*`
+      const found = await fg(cleaned.replace(/\*{2,}/g, '*'), { cwd: this.dir, dot: true, onlyFiles: false, followSymbolicLinks: false, unique: true });
       roots = found.filter((r) => !this.ignore.ignores(r)).sort();
     } else {
       roots = [cleaned];

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join, posix, resolve as resolvePath } from 'node:path';
 import {
   buildStageGraph,
@@ -13,6 +13,7 @@ import {
 } from '@tsbuild/parser';
 import {
   chainId,
+  loadArchive,
   crashPoint,
   DEFAULT_MOUNT_STUBS,
   exportLayer,
@@ -34,10 +35,15 @@ import { BuildContext, type SourceMatch } from '../context/build-context.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
 import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
 import { copyInto, parseChmod } from '../ops/copy.js';
+import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '../ops/sources.js';
 import type { ProgressEvent, ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
 import { explainMiss } from './explain.js';
-import { addHistory, cloneConfig, DEFAULT_PATH, emptyConfig, envToMap, setEnv } from './image-config.js';
+import { RemoteSession } from '../remote/session.js';
+import type { CacheExportResult, CacheExportSpec } from '../remote/cache-export.js';
+import type { CacheImportSpec } from '../remote/cache-import.js';
+import type { RegistryAccess } from '../remote/registry.js';
+import { addHistory, cloneConfig, DEFAULT_PATH, emptyConfig, envToMap, goQuoteSlice, goSlice, healthcheckHistory, setEnv } from './image-config.js';
 
 /** A secret made available to `RUN --mount=type=secret`. Its value never enters a key, a layer or a log. */
 export interface SecretSource {
@@ -46,6 +52,13 @@ export interface SecretSource {
   src?: string;
   /** an environment variable of the builder holding the secret */
   env?: string;
+}
+
+/** An SSH agent forwarded to `RUN --mount=type=ssh,id=ID`. */
+export interface SshSource {
+  id: string;
+  /** agent socket paths (the first is used) */
+  paths: readonly string[];
 }
 
 export interface BuildOptions {
@@ -71,6 +84,25 @@ export interface BuildOptions {
   /** clamp timestamps (layer mtimes, created) to this Unix time, for reproducible images */
   sourceDateEpoch?: number;
   secrets?: readonly SecretSource[];
+  /**
+   * SSH agents for `RUN --mount=type=ssh` (`--ssh default=$SSH_AUTH_SOCK`): each id maps to
+   * agent sockets (the first one is forwarded) or key files (not supported).
+   */
+  ssh?: readonly SshSource[];
+  /**
+   * Named build contexts (`--build-context name=value`): a directory, `oci-layout://DIR[:TAG]`
+   * or `docker-image://NAME` (from the local store). `FROM name`, `COPY --from=name` and
+   * `--mount from=name` use them before stages of the same name... as BuildKit does.
+   */
+  buildContexts?: Readonly<Record<string, string>>;
+  /** `--pull`: resolve every image named by FROM, `COPY --from` or `--mount from=` at its registry again */
+  pull?: boolean;
+  /** registries spoken to over plain HTTP (localhost always is; also `$TSBUILD_INSECURE_REGISTRIES`), docker's config dir */
+  registry?: RegistryAccess;
+  /** `--cache-from`: caches whose records a step that misses locally reuses (layers fetched only when needed) */
+  cacheFrom?: readonly CacheImportSpec[];
+  /** `--cache-to`: where to export this build's cache records after it succeeds */
+  cacheTo?: readonly CacheExportSpec[];
   /** how many steps run at once (default: number of cores) */
   jobs?: number;
   signal?: AbortSignal;
@@ -85,6 +117,8 @@ export interface BuildResult {
   steps: BuildStepSummary[];
   /** the stage that was built */
   target: string;
+  /** what each `cacheTo` export wrote */
+  cacheExports?: CacheExportResult[];
 }
 
 interface StageState {
@@ -94,8 +128,10 @@ interface StageState {
   config: ImageConfigFile;
   /** the key of the filesystem state (chain of file-changing steps) */
   fsKey: Key;
-  /** ARGs in scope, with their values */
+  /** ARGs in scope, with their values (a stage built on another stage inherits them, as BuildKit's LLB env does) */
   args: Map<string, string>;
+  /** the ARG instructions of this stage, in order (BuildKit prints them before RUN commands in the history) */
+  argDecls: string[];
   /** the ARG names the steps of this stage have read so far */
   shell: string[];
   /** how the stage's base was named, for history and explanations */
@@ -116,6 +152,9 @@ const PROXY_ARGS = new Set([
 ]);
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
+
+/** Mount points runc creates for every RUN; BuildKit's layers keep them. */
+const RUNTIME_DIRS = ['dev', 'proc', 'sys'];
 
 /** Runs one Dockerfile build against a store. */
 export async function build(store: BuildStore, opts: BuildOptions): Promise<BuildResult> {
@@ -138,9 +177,13 @@ class Builder {
   private context: BuildContext | undefined;
   private executor: Promise<Executor> | undefined;
   private vertexSeq = 0;
+  private sshIndex = 0;
+  private readonly namedContexts = new Map<string, Promise<BuildContext>>();
   private readonly now = Date.now();
   /** holds what this build uses so `cache prune` leaves it alone */
   private lease: Lease | undefined;
+  /** registry pulls, imported and exported caches */
+  private remote: RemoteSession | undefined;
 
   constructor(store: BuildStore, opts: BuildOptions) {
     this.store = store;
@@ -172,6 +215,7 @@ class Builder {
     this.lease = Lease.acquire(this.store.db);
     let ok = false;
     try {
+      this.remote = await RemoteSession.open(this.store, this.opts, this.emit, this.abort.signal);
       for (const idx of graph.order) this.stageResult(idx);
       let final: StageState;
       try {
@@ -184,9 +228,10 @@ class Builder {
       }
       this.warnUnusedArgs();
       const image = await this.finish(final);
+      await this.remote.finish(this.steps, final.fsKey);
       ok = true;
       const stage = this.stages.stages[graph.target];
-      return { image, digest: image.manifestDigest, tags: [...(this.opts.tags ?? [])], steps: this.steps, target: stage.name ?? String(stage.index) };
+      return { image, digest: image.manifestDigest, tags: [...(this.opts.tags ?? [])], steps: this.steps, target: stage.name ?? String(stage.index), ...(this.remote.exports.length > 0 ? { cacheExports: this.remote.exports } : {}) };
     } finally {
       this.store.db.finishBuild(buildId, ok, this.steps, Date.now());
       this.lease.release();
@@ -267,19 +312,32 @@ class Builder {
     const platformArgs = this.platformArgs();
     const mk = (config: ImageConfigFile, layers: LayerRef[], fsKey: Key): StageState => {
       if (!envToMap(config.config.Env).has('PATH')) setEnv(config, 'PATH', DEFAULT_PATH);
-      return { name, layers, config, fsKey, args: new Map(), shell: config.config.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], base };
+      return { name, layers, config, fsKey, args: new Map(), argDecls: [], shell: config.config.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], base };
     };
     void platformArgs;
     if (base === 'scratch') {
-      return mk(emptyConfig(), [], keyOf({ from: 'scratch' }));
+      const config = emptyConfig();
+      // BuildKit's empty image has WorkingDir "/" (and the default PATH)
+      config.config.WorkingDir = '/';
+      return mk(config, [], keyOf({ from: 'scratch' }));
     }
-    const depIdx = this.stageIndexByName(base);
+    const depIdx = this.opts.buildContexts?.[base] !== undefined ? undefined : this.stageIndexByName(base);
     if (depIdx !== undefined && depIdx < stage.index) {
       const dep = await this.stageResult(depIdx);
-      return mk(cloneConfig(dep.config), [...dep.layers], dep.fsKey);
+      const state = mk(cloneConfig(dep.config), [...dep.layers], dep.fsKey);
+      state.args = new Map(dep.args);
+      state.shell = [...dep.shell];
+      await this.runTriggers(stage, state);
+      return state;
     }
     const vertex = this.newVertex(`[${name} 1/${total}] FROM ${base}`);
-    const image = await this.store.images.resolve(base);
+    const image = await this.lookupImage(base, vertex).catch((err: unknown) => {
+      if (err instanceof BuildError) {
+        err.location ??= this.location(stage.from.range);
+        this.vertexDone(vertex, { error: err.message });
+      }
+      throw err;
+    });
     if (!image) {
       const err = new BuildError(`${base}: not found: no such image in the local store (load it with \`tsbuild load -i FILE\` or pull it)`, 'NOT_FOUND', { location: this.location(stage.from.range) });
       this.vertexDone(vertex, { error: err.message });
@@ -290,12 +348,16 @@ class Builder {
     const config = cloneConfig(image.config);
     const layers: LayerRef[] = image.manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: image.config.rootfs.diff_ids[i] }));
     const state = mk(config, layers, keyOf({ from: image.manifestDigest }));
-    const triggers = image.config.config.OnBuild ?? [];
-    if (triggers.length > 0) {
-      state.config.config.OnBuild = undefined;
-      await this.runOnbuild(stage, state, triggers);
-    }
+    await this.runTriggers(stage, state);
     return state;
+  }
+
+  /** Runs (and clears) the ONBUILD triggers the base of a stage carries. */
+  private async runTriggers(stage: Stage, state: StageState): Promise<void> {
+    const triggers = state.config.config.OnBuild ?? [];
+    if (triggers.length === 0) return;
+    state.config.config.OnBuild = null;
+    await this.runOnbuild(stage, state, triggers);
   }
 
   private async runOnbuild(stage: Stage, state: StageState, triggers: readonly string[]): Promise<void> {
@@ -345,7 +407,9 @@ class Builder {
         history(`ENV ${instr.pairs.map((p) => `${p.key}=${p.value}`).join(' ')}`, true);
         return;
       case 'ARG':
+        history(`ARG ${instr.args.map((a) => (a.default !== undefined ? `${a.key}=${a.default}` : a.key)).join(' ')}`, true);
         for (const a of instr.args) {
+          state.argDecls.push(a.key);
           let value: string | undefined = this.opts.buildArgs?.[a.key];
           if (value !== undefined) this.usedArgs.add(a.key);
           if (value === undefined) value = a.default;
@@ -380,14 +444,14 @@ class Builder {
       case 'CMD':
         c.config.Cmd = commandArgs(instr.cmd, state.shell);
         if (instr.cmd.form === 'shell') c.config.ArgsEscaped = true;
-        history(`CMD ${JSON.stringify(c.config.Cmd)}`, true);
+        history(`CMD ${goQuoteSlice(c.config.Cmd)}`, true);
         return;
       case 'ENTRYPOINT':
         c.config.Entrypoint = commandArgs(instr.cmd, state.shell);
         if (instr.cmd.form === 'shell') c.config.ArgsEscaped = true;
         // BuildKit resets CMD when ENTRYPOINT is set in the same stage
         if (c.config.Cmd !== undefined && !this.cmdSetInStage(stage, raw)) c.config.Cmd = null;
-        history(`ENTRYPOINT ${JSON.stringify(c.config.Entrypoint)}`, true);
+        history(`ENTRYPOINT ${goQuoteSlice(c.config.Entrypoint)}`, true);
         return;
       case 'VOLUME':
         c.config.Volumes = { ...(c.config.Volumes ?? {}) };
@@ -395,7 +459,7 @@ class Builder {
           if (v.trim() === '') throw new BuildError('VOLUME specified can not be an empty string');
           c.config.Volumes[v] = {};
         }
-        history(`VOLUME ${JSON.stringify(instr.paths)}`, true);
+        history(`VOLUME ${goSlice(instr.paths)}`, true);
         return;
       case 'STOPSIGNAL':
         c.config.StopSignal = instr.signal;
@@ -404,11 +468,11 @@ class Builder {
       case 'SHELL':
         state.shell = [...instr.shell];
         c.config.Shell = [...instr.shell];
-        history(`SHELL ${JSON.stringify(instr.shell)}`, true);
+        history(`SHELL ${goSlice(instr.shell)}`, true);
         return;
       case 'ONBUILD':
+        // BuildKit records no history entry for ONBUILD
         c.config.OnBuild = [...(c.config.OnBuild ?? []), instr.expression];
-        history(`ONBUILD ${instr.expression}`, true);
         return;
       case 'HEALTHCHECK': {
         if (instr.test === 'NONE') {
@@ -422,7 +486,7 @@ class Builder {
           if (instr.retries !== undefined) hc.Retries = instr.retries;
           c.config.Healthcheck = hc;
         }
-        history(`HEALTHCHECK ${JSON.stringify(c.config.Healthcheck)}`, true);
+        history(healthcheckHistory(c.config.Healthcheck), true);
         return;
       }
       case 'WORKDIR':
@@ -503,8 +567,13 @@ class Builder {
         this.store.db.touch(key, Date.now());
         return { hit: true, layer: rec.layer };
       }
+      const imported = this.remote?.lookup(key, stepRef, components, files);
+      if (imported) return { hit: true, layer: imported.layer };
       return { hit: false, reason: `the cached layer ${rec.layer.digest.slice(7, 19)} is no longer in the store` };
     }
+    // an imported cache (--cache-from) has it: CACHED; its layer is fetched only if needed
+    const imported = this.remote?.lookup(key, stepRef, components, files);
+    if (imported) return { hit: true, layer: imported.layer };
     const prev = this.store.db.latestForStep(stepRef, key);
     return { hit: false, reason: explainMiss(components, files, prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
   }
@@ -561,6 +630,7 @@ class Builder {
     if (layers.length === 0) return undefined;
     // hold the chain (and its blobs) before unpacking, so a concurrent prune keeps it
     this.lease?.hold([...layers.map((l) => l.digest), ...layers.map((_, i) => chainId(layers.slice(0, i + 1).map((l) => l.diffId))!)]);
+    await this.remote?.ensureLayers(layers);
     return unpackImage(this.store.content, this.store.snapshots, layers);
   }
 
@@ -568,7 +638,7 @@ class Builder {
    * Prepares a writable snapshot on top of `layers`, mounts it, runs `fn` on the
    * mounted root, and turns the change into a layer (null when nothing changed).
    */
-  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>, vertex?: string): Promise<LayerRef | null> {
+  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>, vertex?: string, stubOpts: { keep?: readonly string[] } = {}): Promise<LayerRef | null> {
     const parent = await this.parentSnapshot(layers);
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
     const mounts = await this.store.snapshots.prepare(active, parent);
@@ -589,7 +659,7 @@ class Builder {
         compression: this.opts.compression ?? 'gzip',
         ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
         ...(this.opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: this.opts.sourceDateEpoch } : {}),
-        mountStubs: [...DEFAULT_MOUNT_STUBS, ...stubs.map((s) => posix.join('/', s))],
+        mountStubs: [...DEFAULT_MOUNT_STUBS.filter((s) => !(stubOpts.keep ?? []).includes(s)), ...stubs.map((s) => posix.join('/', s))],
         signal: this.abort.signal,
       });
       if (desc.empty) return null;
@@ -618,11 +688,28 @@ class Builder {
     const cur = state.config.config.WorkingDir || '/';
     const wd = posix.resolve(cur, path);
     state.config.config.WorkingDir = wd;
-    const components: KeyComponents = { parent: state.fsKey, op: canonicalJson({ kind: 'WORKDIR', path: wd }) };
+    const user = state.config.config.User || '';
+    const components: KeyComponents = { parent: state.fsKey, op: canonicalJson({ kind: 'WORKDIR', path: wd, user }) };
     await this.cachedStep(state, step, components, [], `WORKDIR ${wd}`, async (vertex) =>
       this.withWritableRoot(state.layers, async (rootfs) => {
-        const host = await resolveInRoot(rootfs, wd);
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        // every missing component is created 0755 and owned by the current USER, as BuildKit's mkdir does
+        const ids = await resolveUser(rootfs, user).catch((err: unknown) => {
+          throw new BuildError((err as Error).message, 'INVALID_ARGUMENT', { cause: err });
+        });
+        let cur = '/';
+        for (const part of wd.split('/').filter(Boolean)) {
+          cur = posix.join(cur, part);
+          const host = await resolveInRoot(rootfs, cur);
+          const st = await lstat(host).catch(() => undefined);
+          if (st) {
+            // BuildKit's mkdir sets the times of the directory even when it exists, so the layer carries it
+            if (cur === wd && st.isDirectory()) await utimes(host, st.atime, st.mtime);
+            continue;
+          }
+          await mkdir(host, { mode: 0o755 });
+          await chmod(host, 0o755);
+          await chown(host, ids.uid, ids.gid);
+        }
         return [];
       }, vertex),
     );
@@ -630,6 +717,13 @@ class Builder {
 
   // ---------------------------------------------------------------------------
   // RUN
+
+  /** BuildKit's `|N K=V ...` history prefix: this stage's ARGs with their current values. */
+  private argsPrefix(state: StageState): string {
+    if (state.argDecls.length === 0) return '';
+    const env = this.expansionEnv(state);
+    return `|${state.argDecls.length} ${state.argDecls.map((k) => `${k}=${env.get(k) ?? ''}`).join(' ')} `;
+  }
 
   private runEnv(state: StageState): string[] {
     const env = envToMap(state.config.config.Env);
@@ -642,9 +736,10 @@ class Builder {
 
   private async runStep(stage: Stage, state: StageState, instr: Extract<Instruction, { kind: 'RUN' }>, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
     if (instr.security === 'insecure') throw new BuildError('RUN --security=insecure needs the security.insecure entitlement, which tsbuild never grants (steps always run confined)', 'FAILED_PRECONDITION');
-    const argv = runArgv(instr, state.shell);
+    const { argv, pipe } = runArgv(instr, state.shell);
     const cwd = state.config.config.WorkingDir || '/';
-    const user = state.config.config.User || 'root';
+    // no USER: uid 0 without reading /etc/passwd (FROM scratch has none), as BuildKit does
+    const user = state.config.config.User || '';
     const network: NetworkMode = instr.network ?? this.opts.network ?? 'default';
     const env = this.runEnv(state);
     const keyArgs: Record<string, string> = {};
@@ -655,6 +750,7 @@ class Builder {
     let filesDigest: string | undefined;
     const files: FileDigest[] = [];
     const mountPlan: MountPlan[] = [];
+    this.sshIndex = 0;
     for (const [i, m] of instr.mounts.entries()) {
       const plan = await this.planMount(stage, m, i);
       mountPlan.push(plan);
@@ -675,7 +771,8 @@ class Builder {
       mounts: mountPlan.map((p) => p.keyPart),
     });
     const components: KeyComponents = { parent: state.fsKey, op, ...(Object.keys(keyArgs).length ? { args: keyArgs } : {}), ...(filesDigest ? { files: filesDigest } : {}), ...(Object.keys(inputs).length ? { inputs } : {}) };
-    const historyText = `RUN ${instr.cmd.form === 'shell' ? `${state.shell.join(' ')} ${instr.cmd.args.join(' ')}` : JSON.stringify(instr.cmd.args)} # buildkit`;
+    const historyText = `RUN ${this.argsPrefix(state)}${argv.join(' ')} # buildkit`;
+    if (pipe) mountPlan.push(heredocPipeMount(pipe, this.store));
     await this.cachedStep(state, step, components, files, historyText, (vertex) =>
       this.limit(async () => {
         this.checkAbort();
@@ -684,6 +781,7 @@ class Builder {
         const tail: string[] = [];
         let partial = '';
         const onOut = (stream: 1 | 2) => (chunk: Uint8Array): void => {
+          crashPoint('run');
           this.emit({ type: 'log', vertex, stream, data: chunk });
           partial += Buffer.from(chunk).toString('utf8');
           const lines = partial.split('\n');
@@ -694,17 +792,29 @@ class Builder {
         const cleanups: (() => Promise<void>)[] = [];
         try {
           return await this.withWritableRoot(state.layers, async (rootfs) => {
-            const ids = await resolveUser(rootfs, user).catch((err: unknown) => {
+            const resolved = await resolveUser(rootfs, user).catch((err: unknown) => {
               throw new BuildError((err as Error).message, 'INVALID_ARGUMENT', { cause: err });
             });
+            // BuildKit's processes always carry their primary gid as a supplementary group
+            const extra = user.includes(':') ? [] : resolved.additionalGids;
+            const ids = { uid: resolved.uid, gid: resolved.gid, additionalGids: [...new Set([resolved.gid, ...extra])] };
+            // runc's mount points for /proc, /dev and /sys stay in the layer, as with BuildKit
+            for (const d of RUNTIME_DIRS) {
+              const host = join(rootfs, d);
+              if (!(await lstat(host).catch(() => undefined))) await mkdir(host, { mode: 0o755 });
+            }
             const hostCwd = await resolveInRoot(rootfs, cwd);
             await mkdir(hostCwd, { recursive: true });
             const mounts: ExecMount[] = [];
-            for (const p of mountPlan) mounts.push(...(await p.prepare(cleanups)));
+            const stepEnv = [...env];
+            for (const p of mountPlan) {
+              mounts.push(...(await p.prepare(cleanups)));
+              if (p.envVars) for (const [k, v] of Object.entries(await p.envVars())) stepEnv.push(`${k}=${v}`);
+            }
             const res = await executor.run({
               rootfs,
               mounts,
-              process: { args: argv, env, cwd, user: ids },
+              process: { args: argv, env: stepEnv, cwd, user: ids },
               network,
               onStdout: onOut(1),
               onStderr: onOut(2),
@@ -713,7 +823,7 @@ class Builder {
             if (partial) tail.push(partial);
             if (res.exitCode !== 0) throw new ExecFailedError(step.label, argv, res.exitCode, tail.slice(-10));
             return res.createdStubs;
-          }, vertex);
+          }, vertex, { keep: RUNTIME_DIRS.map((d) => `/${d}`) });
         } finally {
           for (const c of cleanups.reverse()) await c();
         }
@@ -728,70 +838,189 @@ class Builder {
 
   /** How one `RUN --mount` is keyed and set up. */
   private async planMount(stage: Stage, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], i: number): Promise<MountPlan> {
-    const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : undefined);
-          crashPoint('run');
-    if (!target && m.type !== 'ssh') throw new BuildError(`RUN --mount of type ${m.type} needs a target`);
+    void stage;
+    void i;
+    const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : m.type === 'ssh' ? `/run/buildkit/ssh_agent.${this.sshIndex++}` : undefined);
+    if (!target) throw new BuildError(`RUN --mount of type ${m.type} needs a target`, 'INVALID_ARGUMENT');
     switch (m.type) {
       case 'tmpfs':
-        return { keyPart: { type: 'tmpfs', target }, prepare: async () => [{ type: 'tmpfs', target: target!, ...(m.size !== undefined ? { size: m.size } : {}) }] };
+        return { keyPart: { type: 'tmpfs', target }, prepare: async () => [{ type: 'tmpfs', target, ...(m.size !== undefined ? { size: m.size } : {}) }] };
       case 'cache': {
-        const id = m.id ?? target!;
+        const id = m.id ?? target;
         const dir = join(this.store.root, 'cache-mounts', sha256Key(id).slice(7, 39));
+        const sharing = m.sharing ?? 'shared';
         return {
           keyPart: { type: 'cache', target },
-          prepare: async () => {
-            await mkdir(dir, { recursive: true });
-            return [{ type: 'bind', source: dir, target: target!, readonly: m.readonly === true }];
+          prepare: async (cleanups) => {
+            let use = dir;
+            if (sharing === 'locked') {
+              const release = await lockCacheMount(id);
+              cleanups.push(async () => release());
+            } else if (sharing === 'private' && (cacheUsers.get(id) ?? 0) > 0) {
+              // someone is using the shared directory: this step gets a fresh one of its own
+              use = await this.store.tempDir('cache-private');
+              cleanups.push(() => rm(use, { recursive: true, force: true }));
+            }
+            cacheUsers.set(id, (cacheUsers.get(id) ?? 0) + 1);
+            cleanups.push(async () => {
+              cacheUsers.set(id, (cacheUsers.get(id) ?? 1) - 1);
+            });
+            if (!(await lstat(use).catch(() => undefined))) {
+              await mkdir(join(use, '..'), { recursive: true });
+              await mkdir(use);
+            }
+            if (use !== dir || !createdCacheDirs.has(use)) {
+              // a new cache directory takes uid/gid/mode from the mount options (root, 0755 by default)
+              const st = await lstat(use);
+              if (st.nlink <= 2 && (await readdir(use)).length === 0) {
+                await chown(use, m.uid ?? 0, m.gid ?? 0);
+                await chmod(use, m.mode ?? 0o755);
+              }
+              createdCacheDirs.add(use);
+            }
+            return [{ type: 'bind', source: use, target, readonly: m.readonly === true }];
           },
         };
       }
       case 'secret': {
-        const secret = (this.opts.secrets ?? []).find((s) => s.id === (m.id ?? posix.basename(target!)));
+        const wanted = m.id ?? posix.basename(target);
+        const secret = (this.opts.secrets ?? []).find((s) => s.id === wanted);
         if (!secret) {
-          if (m.required) throw new BuildError(`secret ${m.id ?? target} not found: pass it with --secret id=${m.id ?? ''},src=FILE`, 'NOT_FOUND');
+          if (m.required) throw new BuildError(`secret ${wanted} not found: pass it with --secret id=${wanted},src=FILE`, 'NOT_FOUND');
           return { keyPart: { type: 'secret', target }, prepare: async () => [] };
+        }
+        const value = async (): Promise<Buffer> =>
+          secret.src !== undefined
+            ? readFile(secret.src).catch((err: unknown) => {
+                throw new BuildError(`secret ${secret.id}: cannot read ${secret.src}: ${(err as Error).message}`, 'NOT_FOUND');
+              })
+            : Buffer.from(process.env[secret.env ?? secret.id] ?? '');
+        if (m.env !== undefined) {
+          // --mount=type=secret,env=NAME: the value in the step's environment (and a file only when target= is given)
+          const envName = m.env;
+          return {
+            keyPart: { type: 'secret', env: envName, target: m.target ?? null, id: secret.id },
+            envVars: async () => ({ [envName]: (await value()).toString('utf8') }),
+            prepare: async (cleanups) => (m.target !== undefined ? [await this.secretFile(await value(), m, target, cleanups)] : []),
+          };
         }
         return {
           keyPart: { type: 'secret', target, id: secret.id },
-          prepare: async (cleanups) => {
-            const dir = await this.store.tempDir('secret');
-            cleanups.push(() => rm(dir, { recursive: true, force: true }));
-            const file = join(dir, 'value');
-            const value = secret.src !== undefined ? await readFile(secret.src) : Buffer.from(process.env[secret.env ?? secret.id] ?? '');
-            const { writeFile } = await import('node:fs/promises');
-            await writeFile(file, value, { mode: 0o400 });
-            return [{ type: 'bind', source: file, target: target!, readonly: true }];
-          },
+          prepare: async (cleanups) => [await this.secretFile(await value(), m, target, cleanups)],
+        };
+      }
+      case 'ssh': {
+        const id = m.id ?? 'default';
+        const src = (this.opts.ssh ?? []).find((x) => x.id === id);
+        if (!src || src.paths.length === 0) {
+          if (m.required === false) return { keyPart: { type: 'ssh', target }, prepare: async () => [] };
+          throw new BuildError(`no SSH key ${JSON.stringify(id)} forwarded from the client: pass --ssh ${id}=$SSH_AUTH_SOCK`, 'NOT_FOUND');
+        }
+        const sock = src.paths[0];
+        const st = await lstat(sock).catch(() => undefined);
+        if (!st?.isSocket()) throw new BuildError(`--ssh ${id}: ${sock} is not an agent socket (key files are not supported)`, 'INVALID_ARGUMENT');
+        return {
+          keyPart: { type: 'ssh', target, id },
+          envVars: async () => ({ SSH_AUTH_SOCK: target }),
+          prepare: async () => [{ type: 'bind', source: sock, target, readonly: false }],
         };
       }
       case 'bind': {
         const from = m.from;
-        if (from === undefined) {
-          const matches = await this.context!.match(m.source ?? '.');
-          if (matches.length === 0) throw new BuildError(`RUN --mount source ${JSON.stringify(m.source ?? '.')} not found in the build context`, 'NOT_FOUND');
-          const files = await this.context!.digestSources(matches);
-          const source = this.context!.abs(matches[0].root.rel);
-          return { keyPart: { type: 'bind', target, source: m.source ?? '.', rw: m.readonly === false }, files, prepare: async () => [{ type: 'bind', source, target: target!, readonly: m.readonly !== false }] };
+        const rw = m.readonly === false;
+        let ctx: BuildContext | undefined = from === undefined ? this.context! : undefined;
+        let src: StageState | undefined;
+        if (from !== undefined) {
+          const r = await this.resolveFrom(from);
+          if (r.context) ctx = r.context;
+          else src = r.state;
         }
-        const depIdx = this.stageIndexByName(from);
-        const src = depIdx !== undefined ? await this.stageResult(depIdx) : await this.imageState(from);
+        if (ctx) {
+          const c = ctx;
+          const matches = await c.match(m.source ?? '.');
+          if (matches.length === 0) throw new BuildError(`RUN --mount source ${JSON.stringify(m.source ?? '.')} not found in the build context`, 'NOT_FOUND');
+          const files = await c.digestSources(matches);
+          const source = c.abs(matches[0].root.rel);
+          return {
+            keyPart: { type: 'bind', target, source: m.source ?? '.', rw, ...(from !== undefined ? { from } : {}) },
+            files,
+            prepare: async (cleanups) => [{ type: 'bind', source: rw ? await this.scratchCopy(source, cleanups) : source, target, readonly: !rw }],
+          };
+        }
+        const st = src!;
         return {
-          keyPart: { type: 'bind', target, from: src.fsKey, source: m.source ?? '/' },
-          inputKey: src.fsKey,
+          keyPart: { type: 'bind', target, from: st.fsKey, source: m.source ?? '/', rw },
+          inputKey: st.fsKey,
           prepare: async (cleanups) => {
-            const { dir } = await this.mountView(src.layers, cleanups);
+            const { dir } = await this.mountView(st.layers, cleanups);
             const host = await resolveInRoot(dir, m.source ?? '/');
-            return [{ type: 'bind', source: host, target: target!, readonly: true }];
+            return [{ type: 'bind', source: rw ? await this.scratchCopy(host, cleanups) : host, target, readonly: !rw }];
           },
         };
       }
-      case 'ssh':
-        throw new BuildError('RUN --mount=type=ssh is not supported yet', 'FAILED_PRECONDITION');
       default:
-        void i;
-        void stage;
-        throw new BuildError(`unknown mount type ${(m as { type: string }).type}`);
+        throw new BuildError(`unknown mount type ${(m as { type: string }).type}`, 'INVALID_ARGUMENT');
     }
+  }
+
+  /** A throw-away copy of a bind source, so writes of a `rw` bind mount are discarded. */
+  private async scratchCopy(source: string, cleanups: (() => Promise<void>)[]): Promise<string> {
+    const dir = await this.store.tempDir('bind-rw');
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const copy = join(dir, 'src');
+    await cp(source, copy, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+    return copy;
+  }
+
+  /** The file a secret is mounted from (mode/uid/gid from the mount, 0400 root by default). */
+  private async secretFile(value: Buffer, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], target: string, cleanups: (() => Promise<void>)[]): Promise<ExecMount> {
+    const dir = await this.store.tempDir('secret');
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'value');
+    await writeFile(file, value, { mode: 0o400 });
+    await chown(file, m.uid ?? 0, m.gid ?? 0);
+    await chmod(file, m.mode ?? 0o400);
+    return { type: 'bind', source: file, target, readonly: true };
+  }
+
+  /**
+   * What a `--from`/`FROM` name means: a named build context (`--build-context`), a stage,
+   * or an image in the store. A directory context is returned as a BuildContext.
+   */
+  private async resolveFrom(name: string): Promise<{ state: StageState; context?: BuildContext }> {
+    const bc = this.opts.buildContexts?.[name];
+    if (bc !== undefined) {
+      if (/^(docker-image|oci-layout):\/\//.test(bc)) return { state: await this.imageState(bc) };
+      let ctx = this.namedContexts.get(name);
+      if (!ctx) {
+        ctx = BuildContext.open(resolvePath(bc.replace(/^local:\/\//, '')), this.store.db);
+        this.namedContexts.set(name, ctx);
+      }
+      return { state: await this.imageState('scratch'), context: await ctx };
+    }
+    const depIdx = this.stageIndexByName(name);
+    if (depIdx !== undefined) return { state: await this.stageResult(depIdx) };
+    return { state: await this.imageState(name) };
+  }
+
+  /**
+   * Finds an image by reference: `docker-image://NAME` and plain names in the local store
+   * (the one place a registry pull can hook in), `oci-layout://DIR[:TAG]` loaded from disk.
+   */
+  private async lookupImage(ref: string, vertex?: string): Promise<StoredImage | undefined> {
+    const mapped = this.opts.buildContexts?.[ref];
+    if (mapped !== undefined && /^(docker-image|oci-layout):\/\//.test(mapped)) ref = mapped;
+    if (ref.startsWith('docker-image://')) ref = ref.slice('docker-image://'.length);
+    if (ref.startsWith('oci-layout://')) {
+      const spec = ref.slice('oci-layout://'.length);
+      const m = /^(.*?)(?::([\w][\w.-]*)|@(sha256:[0-9a-f]{64}))?$/.exec(spec)!;
+      const loaded = await loadArchive(this.store.content, this.store.images, resolvePath(m[1]));
+      const want = m[3] ?? m[2];
+      const hit = loaded.find((l) => want === undefined || l.image.manifestDigest === want || (l.name ?? '').endsWith(`:${want}`)) ?? (want === undefined ? loaded[0] : undefined);
+      return hit?.image;
+    }
+    // the local store first; else (or with --pull) the image's registry
+    return this.remote ? this.remote.resolveImage(ref, vertex) : this.store.images.resolve(ref);
   }
 
   /** Mounts a read-only view of a chain of layers; the unmount goes into `cleanups`. */
@@ -815,7 +1044,10 @@ class Builder {
 
   /** The state of an image named by `COPY --from` or `--mount from=`. */
   private async imageState(name: string): Promise<StageState> {
-    const image = await this.store.images.resolve(name);
+    if (name === 'scratch') {
+      return { name, layers: [], config: emptyConfig(), fsKey: keyOf({ from: 'scratch' }), args: new Map(), argDecls: [], shell: [...DEFAULT_SHELL], base: name };
+    }
+    const image = await this.lookupImage(name);
     if (!image) throw new BuildError(`${name}: not found: no stage and no image in the local store has this name`, 'NOT_FOUND');
     this.lease?.hold([image.manifestDigest, image.configDigest, ...image.manifest.layers.map((l) => l.digest)]);
     return {
@@ -824,6 +1056,7 @@ class Builder {
       config: image.config,
       fsKey: keyOf({ from: image.manifestDigest }),
       args: new Map(),
+      argDecls: [],
       shell: [...DEFAULT_SHELL],
       base: name,
     };
@@ -833,31 +1066,56 @@ class Builder {
   // COPY / ADD
 
   private async copyStep(state: StageState, instr: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
-    if (instr.kind === 'ADD') {
-      for (const s of instr.sources) {
-        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('git@')) throw new BuildError(`ADD from a URL or git repository (${s}) is not supported yet`, 'FAILED_PRECONDITION');
-      }
-    }
-    if (instr.heredocs.length > 0) throw new BuildError(`${instr.kind} with a heredoc is not supported yet`, 'FAILED_PRECONDITION');
     const cwd = state.config.config.WorkingDir || '/';
     const dest = posix.isAbsolute(instr.dest) ? instr.dest : `${posix.resolve(cwd, instr.dest)}${instr.dest.endsWith('/') || instr.dest === '.' ? '/' : ''}`;
+    if (instr.checksum !== undefined && instr.kind === 'ADD' && (instr.sources.length !== 1 || !isHttpSource(instr.sources[0]))) {
+      throw new BuildError(instr.sources.length !== 1 ? 'checksum can\'t be specified for multiple sources' : 'checksum can\'t be specified for non-HTTP sources', 'INVALID_ARGUMENT');
+    }
     const cleanups: (() => Promise<void>)[] = [];
+    const tmp = async (prefix: string): Promise<string> => {
+      const dir = await this.store.tempDir(prefix);
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      return dir;
+    };
     try {
-      let source: BuildContext;
+      const groups: { source: BuildContext; matches: SourceMatch[]; unpack: boolean }[] = [];
+      const keyParts: string[] = [];
       let inputs: Record<string, string> | undefined;
+      let local: BuildContext = this.context!;
       if (instr.from !== undefined) {
-        const depIdx = this.stageIndexByName(instr.from);
-        const src = depIdx !== undefined ? await this.stageResult(depIdx) : await this.imageState(instr.from);
-        const { dir } = await this.mountView(src.layers, cleanups);
-        source = BuildContext.tree(dir);
-        inputs = { from: src.fsKey };
-      } else {
-        source = this.context!;
+        const src = await this.resolveFrom(instr.from);
+        if (src.context) {
+          local = src.context;
+        } else {
+          const { dir } = await this.mountView(src.state.layers, cleanups);
+          local = BuildContext.tree(dir);
+          inputs = { from: src.state.fsKey };
+        }
       }
-      const matches: SourceMatch[] = [];
+      const localPatterns: string[] = [];
       for (const s of instr.sources) {
-        const found = await source.match(s);
-        if (found.length === 0) {
+        const git = instr.kind === 'ADD' ? parseGitRef(s) : undefined;
+        if (git) {
+          const { root, commit } = await fetchGit(git, await tmp('git'), instr.keepGitDir);
+          const tree = BuildContext.tree(root);
+          groups.push({ source: tree, matches: await tree.match('.'), unpack: false });
+          keyParts.push(`git ${git.remote} ${commit} ${git.subdir ?? ''} ${instr.keepGitDir}`);
+        } else if (isHttpSource(s)) {
+          if (instr.kind !== 'ADD') throw new BuildError('source can\'t be a URL for COPY', 'INVALID_ARGUMENT');
+          const dir = await tmp('http');
+          const { name, digest } = await fetchHttp(s, dir, instr.checksum, this.abort.signal);
+          const tree = BuildContext.tree(dir);
+          groups.push({ source: tree, matches: await tree.match(name), unpack: false });
+          keyParts.push(`url ${s} ${digest}`);
+        } else {
+          localPatterns.push(s);
+        }
+      }
+      const localMatches: SourceMatch[] = [];
+      for (const s of localPatterns) {
+        const found = await local.match(s);
+        // a wildcard may match nothing (BuildKit allows empty wildcards); a plain path must exist
+        if (found.length === 0 && !/[*?[]/.test(s)) {
           throw new BuildError(
             instr.from !== undefined
               ? `failed to compute cache key: "${posix.resolve('/', s)}": not found`
@@ -865,29 +1123,55 @@ class Builder {
             'NOT_FOUND',
           );
         }
-        matches.push(...found);
+        localMatches.push(...found);
       }
-      const { digest, files } = await source.digestSources(matches);
-      const multiple = instr.sources.length > 1 || instr.sources.some((s) => /[*?[]/.test(s)) && matches.length > 1;
+      let files: FileDigest[] = [];
+      if (localMatches.length > 0) {
+        const d = await local.digestSources(localMatches);
+        keyParts.push(`local ${d.digest}`);
+        if (local === this.context) files = d.files;
+        groups.push({ source: local, matches: localMatches, unpack: instr.kind === 'ADD' });
+      }
+      if (instr.heredocs.length > 0) {
+        const dir = await tmp('heredoc');
+        await writeHeredocs(dir, instr.heredocs);
+        const tree = BuildContext.tree(dir);
+        for (const h of instr.heredocs) {
+          groups.push({ source: tree, matches: await tree.match(posix.basename(`/${h.name}`)), unpack: false });
+          keyParts.push(`heredoc ${h.name} ${sha256Key(h.content)}`);
+        }
+      }
+      const globMatches = localMatches.length;
+      const multiple = instr.sources.length + instr.heredocs.length > 1 || (instr.sources.some((s) => /[*?[]/.test(s)) && globMatches > 1);
       const components: KeyComponents = {
         parent: state.fsKey,
-        op: canonicalJson({ kind: instr.kind, dest, chown: instr.chown, chmod: instr.chmod, link: instr.link, sources: instr.sources }),
-        files: digest,
+        op: canonicalJson({ kind: instr.kind, dest, chown: instr.chown, chmod: instr.chmod, link: instr.link, sources: instr.sources, heredocs: instr.heredocs.map((h) => h.name) }),
+        files: sha256Key(keyParts.join('\n')),
         ...(inputs ? { inputs } : {}),
       };
-      const historyText = `${instr.kind} ${instr.sources.join(' ')} ${instr.dest} # buildkit`;
-      await this.cachedStep(state, step, components, instr.from === undefined ? files : [], historyText, (vertex) =>
+      // BuildKit's history text: --parents/--chown/--chmod as given, sources, inline documents, dest
+      const flags = `${instr.parents ? ' --parents' : ''}${instr.chown !== undefined ? ` --chown=${instr.chown}` : ''}${instr.chmod !== undefined ? ` --chmod=${instr.chmod}` : ''}`;
+      const historyText = `${instr.kind}${flags}${instr.sources.map((x) => ` ${x}`).join('')}${instr.heredocs.map((h) => ` <<${h.name}`).join('')} ${instr.dest} # buildkit`;
+      await this.cachedStep(state, step, components, files, historyText, (vertex) =>
         this.withWritableRoot(state.layers, async (rootfs) => {
           const chown = instr.chown !== undefined ? await resolveChown(rootfs, instr.chown) : undefined;
-          await copyInto({
-            rootfs,
-            source,
-            matches,
-            dest,
-            multiple,
-            ...(chown ? { chown } : {}),
-            ...(instr.chmod !== undefined ? { chmod: parseChmod(instr.chmod) } : {}),
-          });
+          const unpackDir = await this.store.tempDir('unpack');
+          try {
+            for (const g of groups) {
+              await copyInto({
+                rootfs,
+                source: g.source,
+                matches: g.matches,
+                dest,
+                multiple,
+                ...(g.unpack ? { unpackTmp: unpackDir } : {}),
+                ...(chown ? { chown } : {}),
+                ...(instr.chmod !== undefined ? { chmod: parseChmod(instr.chmod) } : {}),
+              });
+            }
+          } finally {
+            await rm(unpackDir, { recursive: true, force: true });
+          }
           return [];
         }, vertex),
       );
@@ -905,6 +1189,7 @@ class Builder {
     config.created = this.createdTime();
     config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
     const vertex = this.newVertex('exporting to image');
+    await this.remote?.ensureLayers(final.layers, { all: true });
     const image = await writeImage(this.store.content, { config, layers: final.layers });
     for (const t of this.opts.tags ?? []) await this.store.images.tag(t, image);
     this.vertexDone(vertex, { name: 'exporting to image' });
@@ -912,8 +1197,30 @@ class Builder {
   }
 }
 
+/** Cache mounts in use in this process, by id (for sharing=private). */
+const cacheUsers = new Map<string, number>();
+/** Cache directories whose owner and mode were set up. */
+const createdCacheDirs = new Set<string>();
+/** sharing=locked: one step at a time per cache id (in this process). */
+const cacheLocks = new Map<string, Promise<void>>();
+
+async function lockCacheMount(id: string): Promise<() => void> {
+  const prev = cacheLocks.get(id) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  const chained = prev.then(() => mine);
+  cacheLocks.set(id, chained);
+  await prev;
+  return () => {
+    release();
+    if (cacheLocks.get(id) === chained) cacheLocks.delete(id);
+  };
+}
+
 interface MountPlan {
   keyPart: unknown;
+  /** environment variables the mount adds to the step (secret env=, SSH_AUTH_SOCK) */
+  envVars?: () => Promise<Record<string, string>>;
   inputKey?: string;
   files?: { digest: string; files: FileDigest[] };
   prepare: (cleanups: (() => Promise<void>)[]) => Promise<ExecMount[]>;
@@ -924,18 +1231,40 @@ function commandArgs(cmd: { form: 'shell' | 'exec'; args: string[] }, shell: rea
   return cmd.form === 'exec' ? [...cmd.args] : [...shell, cmd.args.join(' ')];
 }
 
-function runArgv(instr: Extract<Instruction, { kind: 'RUN' }>, shell: readonly string[]): string[] {
-  if (instr.cmd.form === 'exec') return [...instr.cmd.args];
+/**
+ * The argv of a RUN, with BuildKit's heredoc rules: a lone heredoc whose body starts
+ * with `#!` becomes a script file run from `/dev/pipes/<name>`; a lone heredoc is
+ * otherwise the shell script itself; several heredocs (or a heredoc within a longer
+ * command) are written back after the command for the shell to read.
+ */
+function runArgv(instr: Extract<Instruction, { kind: 'RUN' }>, shell: readonly string[]): { argv: string[]; pipe?: { name: string; content: string } } {
+  if (instr.cmd.form === 'exec') return { argv: [...instr.cmd.args] };
   let script = instr.cmd.args.join(' ');
   if (instr.heredocs.length > 0) {
-    const only = instr.heredocs.length === 1 && /^<<-?["']?[A-Za-z0-9_]+["']?$/.test(script.trim());
+    const body = (h: (typeof instr.heredocs)[number]) => (h.chomp ? h.content.replace(/^\t+/gm, '') : h.content);
+    const only = /^<<-?(["']?)[^\s"'<>|&;]+\1$/.test(script.trim());
     if (only) {
       const h = instr.heredocs[0];
-      return [...shell, h.content];
+      if (h.content.startsWith('#!')) return { argv: [...shell, `/dev/pipes/${h.name}`], pipe: { name: h.name, content: body(h) } };
+      return { argv: [...shell, body(h)] };
     }
-    for (const h of instr.heredocs) script += `\n${h.content}${h.content.endsWith('\n') ? '' : '\n'}${h.name}`;
+    for (const h of instr.heredocs) script += `\n${h.content}${h.name}`;
   }
-  return [...shell, script];
+  return { argv: [...shell, script] };
+}
+
+/** The read-only mount that holds a shebang heredoc's script at /dev/pipes/<name>. */
+function heredocPipeMount(pipe: { name: string; content: string }, store: BuildStore): MountPlan {
+  return {
+    keyPart: { type: 'heredoc', name: pipe.name },
+    prepare: async (cleanups) => {
+      const dir = await store.tempDir('pipes');
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const file = join(dir, pipe.name);
+      await writeFile(file, pipe.content, { mode: 0o755 });
+      return [{ type: 'bind', source: file, target: `/dev/pipes/${pipe.name}`, readonly: true }];
+    },
+  };
 }
 
 function displayInstruction(i: Instruction): string {

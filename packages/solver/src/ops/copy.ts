@@ -3,6 +3,7 @@ import { join, posix } from 'node:path';
 import type { BuildContext, ContextEntry, SourceMatch } from '../context/build-context.js';
 import { BuildError } from '../errors.js';
 import { resolveInRoot } from '../executor/index.js';
+import { detectArchive, extractArchive } from './sources.js';
 
 export interface Owner {
   uid: number;
@@ -22,6 +23,8 @@ export interface CopyRequest {
   chown?: Owner;
   /** applied to every copied file and directory */
   chmod?: (mode: number, isDir: boolean) => number;
+  /** ADD: extract local tar archives (plain or compressed) into the destination; staging dir for decompression */
+  unpackTmp?: string;
 }
 
 const DEFAULT_OWNER: Owner = { uid: 0, gid: 0 };
@@ -47,6 +50,7 @@ export async function copyInto(req: CopyRequest): Promise<void> {
   const dirTimes: { path: string; e: ContextEntry }[] = [];
 
   for (const m of req.matches) {
+    let tar: string | undefined;
     if (m.root.type === 'dir') {
       // contents of the directory go into dest
       const base = await ensureDir(req.rootfs, destPath, owner, undefined);
@@ -66,10 +70,10 @@ export async function copyInto(req: CopyRequest): Promise<void> {
           await copyEntry(req.source, e, target, owner, req.chmod);
         }
       }
-      if (m.root.type === 'dir' && m.root.rel !== '' && destStat === undefined) {
-        // a newly created destination directory takes the source directory's mode
-        await chmod(base, modeOf(m.root, true, req.chmod));
-      }
+    } else if (req.unpackTmp !== undefined && m.root.type === 'file' && (tar = await detectArchive(req.source.abs(m.root.rel), req.unpackTmp)) !== undefined) {
+      // ADD of a local archive: its contents go into the destination directory
+      const base = await ensureDir(req.rootfs, destPath, owner, undefined);
+      await extractArchive(tar, base, m.root.rel);
     } else {
       let containerTarget: string;
       if (destIsDir) {
@@ -128,9 +132,10 @@ async function ensureDirAt(rootfs: string, hostPath: string, containerPath: stri
     await rm(hostPath, { force: true });
   }
   if (!st || !st.isDirectory()) {
-    await mkdir(hostPath, mode === undefined ? undefined : { mode });
+    // directories COPY creates (the destination and its parents) are 0755, as BuildKit makes them
+    await mkdir(hostPath, { mode: mode ?? 0o755 });
     await lchown(hostPath, owner.uid, owner.gid);
-    if (mode !== undefined) await chmod(hostPath, mode);
+    await chmod(hostPath, mode ?? 0o755);
   } else if (mode !== undefined) {
     await lchown(hostPath, owner.uid, owner.gid);
     await chmod(hostPath, mode);

@@ -1,0 +1,201 @@
+/**
+ * Remote and generated COPY/ADD sources: http(s) downloads (with `--checksum`), git
+ * repositories, inline heredoc files, and detection/extraction of local tar archives
+ * for ADD (plain, gzip, bzip2, xz, zstd), all staged in private temp directories.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { applyLayer } from '@tsbuild/snapshotter';
+import { BuildError } from '../errors.js';
+
+/** A git source as BuildKit parses it: `remote[#ref[:subdir]]`. */
+export interface GitRef {
+  remote: string;
+  ref?: string;
+  subdir?: string;
+}
+
+/** True for what BuildKit's ADD treats as a git repository. */
+export function parseGitRef(src: string): GitRef | undefined {
+  const isGit =
+    /^git@[^:]+:/.test(src) ||
+    /^git:\/\//.test(src) ||
+    /^ssh:\/\//.test(src) ||
+    /^https?:\/\/[^#]*\.git(#.*)?$/.test(src) ||
+    /^github\.com\//.test(src);
+  if (!isGit) return undefined;
+  const hash = src.indexOf('#');
+  let remote = hash < 0 ? src : src.slice(0, hash);
+  if (remote.startsWith('github.com/')) remote = `https://${remote}`;
+  const frag = hash < 0 ? '' : src.slice(hash + 1);
+  const colon = frag.indexOf(':');
+  const ref = colon < 0 ? frag : frag.slice(0, colon);
+  const subdir = colon < 0 ? '' : frag.slice(colon + 1);
+  return { remote, ...(ref ? { ref } : {}), ...(subdir ? { subdir } : {}) };
+}
+
+/** True for an http(s) URL (ADD downloads it; it is never extracted). */
+export function isHttpSource(src: string): boolean {
+  return /^https?:\/\//i.test(src);
+}
+
+function run(cmd: string, args: readonly string[], opts: { cwd?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.stderr.on('data', (d: Buffer) => err.push(d));
+    p.on('error', (e) => reject(new BuildError(`${cmd} could not start: ${e.message}`, 'FAILED_PRECONDITION', { cause: e })));
+    p.on('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      else reject(new BuildError(`${cmd} ${args.join(' ')} failed (exit code ${code}): ${Buffer.concat(err).toString('utf8').trim().split('\n').slice(-3).join(' ')}`, 'FAILED_PRECONDITION'));
+    });
+  });
+}
+
+/**
+ * Checks out a git ref into `dir/checkout` (the subdir, if named, is what the result
+ * points at). Returns the directory to copy and the commit it came from.
+ */
+export async function fetchGit(ref: GitRef, dir: string, keepGitDir: boolean): Promise<{ root: string; commit: string }> {
+  const repo = join(dir, 'checkout');
+  await run('git', ['clone', '--quiet', '--no-checkout', ref.remote, repo]);
+  const want = ref.ref ?? 'HEAD';
+  const commit = (await run('git', ['rev-parse', '--verify', `${want}^{commit}`], { cwd: repo }).catch(() => run('git', ['rev-parse', '--verify', `origin/${want}^{commit}`], { cwd: repo }))).trim();
+  await run('git', ['-c', 'advice.detachedHead=false', 'checkout', '--quiet', commit], { cwd: repo });
+  if (!keepGitDir) await rm(join(repo, '.git'), { recursive: true, force: true });
+  const root = ref.subdir ? join(repo, posix.normalize(`/${ref.subdir}`)) : repo;
+  return { root, commit };
+}
+
+/**
+ * Downloads a URL into `dir` under BuildKit's name (the last path segment, else
+ * `__unnamed__`), mode 0600; verifies `--checksum` (`sha256:<hex>`). Returns the
+ * file name and its digest.
+ */
+export async function fetchHttp(url: string, dir: string, checksum: string | undefined, signal?: AbortSignal): Promise<{ name: string; digest: string }> {
+  let name = '__unnamed__';
+  try {
+    const base = posix.basename(new URL(url).pathname);
+    if (base !== '' && base !== '.' && base !== '/') name = base;
+  } catch {
+    throw new BuildError(`invalid URL ${JSON.stringify(url)}`, 'INVALID_ARGUMENT');
+  }
+  const res = await fetch(url, signal ? { signal } : {});
+  if (!res.ok || !res.body) throw new BuildError(`failed to load ${url}: invalid response status ${res.status}`, 'FAILED_PRECONDITION');
+  const file = join(dir, name);
+  const h = createHash('sha256');
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), hasher, createWriteStream(file, { mode: 0o600 }));
+  await chmod(file, 0o600);
+  const digest = `sha256:${h.digest('hex')}`;
+  if (checksum !== undefined) {
+    if (!/^sha256:[0-9a-f]{64}$/.test(checksum)) throw new BuildError(`invalid checksum ${JSON.stringify(checksum)}: expected sha256:<64 hex digits>`, 'INVALID_ARGUMENT');
+    if (checksum !== digest) throw new BuildError(`digest mismatch ${digest}: ${checksum}`, 'FAILED_PRECONDITION');
+  }
+  return { name, digest };
+}
+
+/** Writes heredoc bodies as files (mode 0644) into `dir`. */
+export async function writeHeredocs(dir: string, docs: readonly { name: string; content: string }[]): Promise<void> {
+  for (const d of docs) {
+    const f = join(dir, posix.basename(`/${d.name}`));
+    await writeFile(f, d.content, { mode: 0o644 });
+    await chmod(f, 0o644);
+  }
+}
+
+type Compression = 'none' | 'gzip' | 'bzip2' | 'xz' | 'zstd';
+
+async function sniff(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+function compressionOf(head: Buffer): Compression {
+  if (head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 0x08) return 'gzip';
+  if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+function isTarHeader(head: Buffer): boolean {
+  if (head.length < 512) return false;
+  const magic = head.subarray(257, 262).toString('latin1');
+  if (magic !== 'ustar') {
+    // old v7 tar: no magic; accept when the header checksum is right
+    const stored = parseInt(head.subarray(148, 156).toString('latin1').replace(/\0.*$/, '').trim(), 8);
+    if (!Number.isFinite(stored)) return false;
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : head[i];
+    return sum === stored && head[0] !== 0;
+  }
+  return true;
+}
+
+/**
+ * If `path` is a tar archive (possibly compressed), stages the uncompressed tar in
+ * `tmpDir` and returns its path; otherwise undefined (ADD then copies the file as is).
+ */
+export async function detectArchive(path: string, tmpDir: string): Promise<string | undefined> {
+  const head = await sniff(path);
+  const comp = compressionOf(head);
+  if (comp === 'none') return isTarHeader(head) ? path : undefined;
+  const out = join(tmpDir, `archive-${Math.random().toString(36).slice(2)}.tar`);
+  try {
+    if (comp === 'gzip') {
+      await pipeline(createReadStream(path), createGunzip(), createWriteStream(out));
+    } else {
+      const tool = comp === 'bzip2' ? 'bzip2' : comp === 'xz' ? 'xz' : 'zstd';
+      await new Promise<void>((resolve, reject) => {
+        const p = spawn(tool, ['-dc', path], { stdio: ['ignore', 'pipe', 'ignore'] });
+        const ws = createWriteStream(out);
+        p.stdout.pipe(ws);
+        p.on('error', (e) => reject(new BuildError(`${tool} is needed to extract ${posix.basename(path)}: ${e.message} (install the Debian package ${tool === 'xz' ? 'xz-utils' : tool})`, 'FAILED_PRECONDITION')));
+        p.on('close', (code) => ws.on('close', () => (code === 0 ? resolve() : reject(new Error(`${tool} exited ${code}`)))));
+      });
+    }
+  } catch {
+    // not decompressible: BuildKit copies such a file as it is
+    await rm(out, { force: true });
+    return undefined;
+  }
+  if (!isTarHeader(await sniff(out))) {
+    await rm(out, { force: true });
+    return undefined;
+  }
+  return out;
+}
+
+/**
+ * Extracts an (uncompressed) tar into a directory of the rootfs. The archive is
+ * untrusted: names with `..`, links leaving the directory and the like are refused by
+ * the snapshotter's layer applier, which resolves every path inside `destHost`.
+ */
+export async function extractArchive(tar: string, destHost: string, label: string): Promise<void> {
+  await mkdir(destHost, { recursive: true });
+  try {
+    await applyLayer(createReadStream(tar), destHost);
+  } catch (err) {
+    throw new BuildError(`failed to extract ${label}: ${(err as Error).message}`, 'INVALID_ARGUMENT', { cause: err });
+  }
+}
