@@ -46,3 +46,9 @@ export {
 export { CacheRecordNotFoundError, InvalidPruneOptionError, InspectTargetNotFoundError } from './errors.js';
 /** `rewrite-timestamp=true`: clamp file mtimes in an image's layers to SOURCE_DATE_EPOCH at export. */
 export { rewriteTimestamps, ClampMtimes } from './export/rewrite-timestamp.js';
+/** Registries: image pulls and pushes, and the build cache shared through a registry or a directory (`--cache-to`/`--cache-from`). */
+export { pullImage, pushImage, insecureRegistriesFromEnv, type RegistryAccess } from './remote/registry.js';
+export type { CacheExportSpec, CacheExportResult } from './remote/cache-export.js';
+export type { CacheImportSpec } from './remote/cache-import.js';
+export { CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE, type CacheArtifactConfig, type CacheArtifactRecord } from './remote/cache-format.js';
+export { RemoteCacheError } from './errors.js';

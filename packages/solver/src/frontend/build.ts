@@ -1071,6 +1071,10 @@ class Builder {
     if (instr.checksum !== undefined && instr.kind === 'ADD' && (instr.sources.length !== 1 || !isHttpSource(instr.sources[0]))) {
       throw new BuildError(instr.sources.length !== 1 ? 'checksum can\'t be specified for multiple sources' : 'checksum can\'t be specified for non-HTTP sources', 'INVALID_ARGUMENT');
     }
+    const op = canonicalJson({ kind: instr.kind, dest, chown: instr.chown, chmod: instr.chmod, link: instr.link, sources: instr.sources, heredocs: instr.heredocs.map((h) => h.name) });
+    // BuildKit's history text: --parents/--chown/--chmod as given, sources, inline documents, dest
+    const flags = `${instr.parents ? ' --parents' : ''}${instr.chown !== undefined ? ` --chown=${instr.chown}` : ''}${instr.chmod !== undefined ? ` --chmod=${instr.chmod}` : ''}`;
+    const historyText = `${instr.kind}${flags}${instr.sources.map((x) => ` ${x}`).join('')}${instr.heredocs.map((h) => ` <<${h.name}`).join('')} ${instr.dest} # buildkit`;
     const cleanups: (() => Promise<void>)[] = [];
     const tmp = async (prefix: string): Promise<string> => {
       const dir = await this.store.tempDir(prefix);
@@ -1087,6 +1091,14 @@ class Builder {
         if (src.context) {
           local = src.context;
         } else {
+          // An imported cache record for this very COPY (same parent, instruction and source
+          // stage key) makes the step CACHED without reading the source stage's files, so its
+          // layers are never fetched (BuildKit's definition-based cache key).
+          const known = step.noCache || instr.kind !== 'COPY' || instr.heredocs.length > 0 ? undefined : this.remote?.lookupDefinition({ parent: state.fsKey, op, inputs: { from: src.state.fsKey } });
+          if (known) {
+            await this.cachedStep(state, step, known, [], historyText, () => Promise.reject(new BuildError(`the imported cache record ${keyOf(known)} was expected to hit`, 'INTERNAL')));
+            return;
+          }
           const { dir } = await this.mountView(src.state.layers, cleanups);
           local = BuildContext.tree(dir);
           inputs = { from: src.state.fsKey };
@@ -1145,13 +1157,10 @@ class Builder {
       const multiple = instr.sources.length + instr.heredocs.length > 1 || (instr.sources.some((s) => /[*?[]/.test(s)) && globMatches > 1);
       const components: KeyComponents = {
         parent: state.fsKey,
-        op: canonicalJson({ kind: instr.kind, dest, chown: instr.chown, chmod: instr.chmod, link: instr.link, sources: instr.sources, heredocs: instr.heredocs.map((h) => h.name) }),
+        op,
         files: sha256Key(keyParts.join('\n')),
         ...(inputs ? { inputs } : {}),
       };
-      // BuildKit's history text: --parents/--chown/--chmod as given, sources, inline documents, dest
-      const flags = `${instr.parents ? ' --parents' : ''}${instr.chown !== undefined ? ` --chown=${instr.chown}` : ''}${instr.chmod !== undefined ? ` --chmod=${instr.chmod}` : ''}`;
-      const historyText = `${instr.kind}${flags}${instr.sources.map((x) => ` ${x}`).join('')}${instr.heredocs.map((h) => ` <<${h.name}`).join('')} ${instr.dest} # buildkit`;
       await this.cachedStep(state, step, components, files, historyText, (vertex) =>
         this.withWritableRoot(state.layers, async (rootfs) => {
           const chown = instr.chown !== undefined ? await resolveChown(rootfs, instr.chown) : undefined;

@@ -28,7 +28,7 @@ export interface CacheArtifactRecord {
   /** the layer the step produced; absent when it changed no file */
   layer?: RecordedLayer;
   /**
-   * For `COPY --from`/`ADD --from` steps only: the key's components, so an importer can
+   * For `COPY --from` steps only: the key's components, so an importer can
    * match the step by its definition (parent, instruction, source stage key) without
    * reading the source stage's files (which would mean downloading its layers). Other
    * steps carry none: their components may hold build-arg values.
@@ -49,12 +49,12 @@ export function definitionKey(c: { parent: string; op: string; args?: Record<str
   return keyOf({ parent: c.parent, op: c.op, args: c.args, inputs: c.inputs });
 }
 
-/** Whether a record's components describe a copy from another stage or image (matchable by definition). */
+/** Whether a record's components describe a `COPY --from` another stage or image (matchable by definition). */
 export function isCopyFrom(c: KeyComponents): boolean {
   if (c.inputs?.from === undefined) return false;
   try {
     const op = JSON.parse(c.op) as { kind?: unknown };
-    return op.kind === 'COPY' || op.kind === 'ADD';
+    return op.kind === 'COPY';
   } catch {
     return false;
   }
