@@ -4,6 +4,7 @@
  * for ADD (plain, gzip, bzip2, xz, zstd), all staged in private temp directories.
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
@@ -11,7 +12,8 @@ import { join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { applyLayer } from '@tsbuild/snapshotter';
+import { applyLayer, readTar } from '@tsbuild/snapshotter';
+import tarStream from 'tar-stream';
 import { BuildError } from '../errors.js';
 
 /** A git source as BuildKit parses it: `remote[#ref[:subdir]]`. */
@@ -187,14 +189,67 @@ export async function detectArchive(path: string, tmpDir: string): Promise<strin
 }
 
 /**
+ * Archive member names as BuildKit extracts them: relative to the destination, a
+ * leading `/` dropped and `..` clamped at the destination root (`../../x` is `x`).
+ */
+export function containName(name: string): string {
+  const out: string[] = [];
+  for (const seg of name.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') out.pop();
+    else out.push(seg);
+  }
+  return out.join('/');
+}
+
+/**
  * Extracts an (uncompressed) tar into a directory of the rootfs. The archive is
- * untrusted: names with `..`, links leaving the directory and the like are refused by
- * the snapshotter's layer applier, which resolves every path inside `destHost`.
+ * untrusted: member names (and hardlink targets) are contained first, then the
+ * snapshotter's layer applier writes it, resolving every parent inside `destHost`
+ * as if chrooted (a symlink in the archive can never send a later member outside).
  */
 export async function extractArchive(tar: string, destHost: string, label: string): Promise<void> {
   await mkdir(destHost, { recursive: true });
+  const pack = tarStream.pack();
+  const producer = (async () => {
+    try {
+      for await (const e of readTar(createReadStream(tar))) {
+        const name = containName(e.rawName ?? e.path);
+        if (name === '') {
+          for await (const chunk of e.body) void chunk;
+          continue;
+        }
+        const header: tarStream.Header = {
+          name,
+          uname: '',
+          gname: '',
+          mode: e.mode,
+          uid: e.uid,
+          gid: e.gid,
+          size: e.type === 'file' ? e.size : 0,
+          mtime: new Date(e.mtime * 1000),
+          type: e.type,
+          ...(e.type === 'link' && e.linkname !== undefined ? { linkname: containName(e.linkname) } : {}),
+          ...(e.type === 'symlink' && e.linkname !== undefined ? { linkname: e.linkname } : {}),
+          ...(e.devmajor !== undefined ? { devmajor: e.devmajor } : {}),
+          ...(e.devminor !== undefined ? { devminor: e.devminor } : {}),
+        };
+        let done!: Promise<void>;
+        const ws = await new Promise<import('node:stream').Writable>((resolveWs) => {
+          done = new Promise<void>((resolve, reject) => resolveWs(pack.entry(header, (err) => (err ? reject(err) : resolve())) as unknown as import('node:stream').Writable));
+        });
+        for await (const chunk of e.body) if (!ws.write(chunk)) await once(ws, 'drain');
+        ws.end();
+        await done;
+      }
+      pack.finalize();
+    } catch (err) {
+      pack.destroy(err as Error);
+    }
+  })();
   try {
-    await applyLayer(createReadStream(tar), destHost);
+    await applyLayer(pack as unknown as Readable, destHost);
+    await producer;
   } catch (err) {
     throw new BuildError(`failed to extract ${label}: ${(err as Error).message}`, 'INVALID_ARGUMENT', { cause: err });
   }
