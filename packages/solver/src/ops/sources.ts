@@ -229,10 +229,9 @@ export async function extractArchive(tar: string, destHost: string, label: strin
           size: e.type === 'file' ? e.size : 0,
           mtime: new Date(e.mtime * 1000),
           type: e.type,
-          ...(e.type === 'link' && e.linkname !== undefined ? { linkname: containName(e.linkname) } : {}),
-          ...(e.type === 'symlink' && e.linkname !== undefined ? { linkname: e.linkname } : {}),
-          ...(e.devmajor !== undefined ? { devmajor: e.devmajor } : {}),
-          ...(e.devminor !== undefined ? { devminor: e.devminor } : {}),
+          linkname: e.type === 'link' && e.linkname !== undefined ? containName(e.linkname) : (e.linkname ?? ''),
+          devmajor: e.devmajor ?? 0,
+          devminor: e.devminor ?? 0,
         };
         let done!: Promise<void>;
         const ws = await new Promise<import('node:stream').Writable>((resolveWs) => {
