@@ -31,7 +31,8 @@ import pLimit from 'p-limit';
 import type { BuildStepSummary, FileDigest, KeyComponents } from '../cache/cache-db.js';
 import { Lease } from '../cache/lease.js';
 import { canonicalJson, keyOf, sha256Key, type Key } from '../cache/keys.js';
-import { BuildContext, type SourceMatch } from '../context/build-context.js';
+import { BuildContext, cleanRel, type SourceMatch } from '../context/build-context.js';
+import { IgnoreMatcher, parseDockerignore } from '../context/dockerignore.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
 import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
 import { copyInto, parseChmod } from '../ops/copy.js';
@@ -1082,7 +1083,11 @@ class Builder {
       return dir;
     };
     try {
-      const groups: { source: BuildContext; matches: SourceMatch[]; unpack: boolean }[] = [];
+      const groups: { source: BuildContext; matches: SourceMatch[]; unpack: boolean; dest?: string }[] = [];
+      const exclude = instr.exclude.length > 0 ? new IgnoreMatcher(parseDockerignore(instr.exclude.join('\n'))) : undefined;
+      // a pattern without a slash also excludes by name at any depth (`--exclude=*.log`)
+      const byName = instr.exclude.some((p) => !p.includes('/')) ? new IgnoreMatcher(parseDockerignore(instr.exclude.filter((p) => !p.includes('/')).join('\n'))) : undefined;
+      const excluded = (rel: string): boolean => exclude!.ignores(rel) || (byName !== undefined && rel.split('/').some((seg) => byName.ignores(seg)));
       const keyParts: string[] = [];
       let inputs: Record<string, string> | undefined;
       let local: BuildContext = this.context!;
@@ -1135,14 +1140,33 @@ class Builder {
             'NOT_FOUND',
           );
         }
-        localMatches.push(...found);
+        for (const m of found) {
+          if (!exclude) {
+            localMatches.push(m);
+            continue;
+          }
+          // --exclude: patterns against the path in the source and relative to the matched root
+          const kept = m.entries.filter((e) => !excluded(e.rel) && (e === m.root || !excluded(posix.relative(m.root.rel, e.rel))));
+          if (kept.length > 0 && kept[0] === m.root) localMatches.push({ ...m, entries: kept });
+        }
       }
       let files: FileDigest[] = [];
       if (localMatches.length > 0) {
         const d = await local.digestSources(localMatches);
         keyParts.push(`local ${d.digest}`);
         if (local === this.context) files = d.files;
-        groups.push({ source: local, matches: localMatches, unpack: instr.kind === 'ADD' });
+        if (instr.parents) {
+          // --parents: each match keeps its path (after a `/./` pivot, if any) under the destination
+          const destDir = dest.endsWith('/') ? dest : `${dest}/`;
+          for (const m of localMatches) {
+            const pivot = m.pattern.indexOf('/./');
+            const kept = pivot >= 0 ? posix.relative(cleanRel(m.pattern.slice(0, pivot)), m.root.rel) : m.root.rel;
+            const sub = m.root.type === 'dir' ? kept : posix.dirname(kept) === '.' ? '' : posix.dirname(kept);
+            groups.push({ source: local, matches: [m], unpack: instr.kind === 'ADD', dest: `${posix.join(destDir, sub)}/` });
+          }
+        } else {
+          groups.push({ source: local, matches: localMatches, unpack: instr.kind === 'ADD' });
+        }
       }
       if (instr.heredocs.length > 0) {
         const dir = await tmp('heredoc');
@@ -1171,7 +1195,7 @@ class Builder {
                 rootfs,
                 source: g.source,
                 matches: g.matches,
-                dest,
+                dest: g.dest ?? dest,
                 multiple,
                 ...(g.unpack ? { unpackTmp: unpackDir } : {}),
                 ...(chown ? { chown } : {}),
