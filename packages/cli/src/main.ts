@@ -55,9 +55,38 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
     .option('--ssh <spec>', 'SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]; repeatable', collect, [])
     .option('--build-context <name=value>', 'named context: name=DIR, name=docker-image://IMAGE or name=oci-layout://DIR[:TAG]; repeatable', collect, [])
     .option('--explain', 'after the build, list every step with CACHED or the reason it missed (as `tsbuild why`)')
+    .option('--pull', 'resolve every image named by FROM, COPY --from or --mount from= at its registry again')
+    .option('--push', 'push the result to the registry named by each tag (shorthand for --output type=registry)')
+    .option('--cache-to <spec>', 'export the build cache: type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR[,mode=min|max]; repeatable', collect, [])
+    .option('--cache-from <spec>', 'import a build cache: type=registry,ref=REF (or just REF) or type=local,src=DIR; repeatable', collect, [])
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (localhost always is; also $TSBUILD_INSECURE_REGISTRIES); repeatable', collect, [])
     .action(async (context: string, opts: Record<string, unknown>, cmd: Command) => {
       const { buildCommand } = await import('./commands/build.js');
       process.exitCode = await buildCommand(context, { ...opts, progressExplicit: cmd.getOptionValueSource('progress') === 'cli' } as never, io);
+    });
+
+  program
+    .command('pull')
+    .description('pull an image from its registry into the local store (always resolves the tag again)')
+    .argument('<name>', 'image reference: [registry/]repo[:tag][@digest]')
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry; repeatable', collect, [])
+    .option('-q, --quiet', 'print only the digest')
+    .action(async (name: string, opts: { insecureRegistry: string[]; quiet?: boolean }) => {
+      const { pullCommand } = await import('./commands/registry.js');
+      await pullCommand(name, opts, io);
+    });
+
+  program
+    .command('push')
+    .description('push a local image to the registry its name (or DEST) says; prints the pushed digest')
+    .argument('<name>', 'local image name')
+    .argument('[dest]', 'push under this reference instead of NAME')
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry; repeatable', collect, [])
+    .option('--metadata-file <file>', 'write the pushed digest (containerimage.digest) to this JSON file')
+    .option('-q, --quiet', 'print only the digest')
+    .action(async (name: string, dest: string | undefined, opts: { insecureRegistry: string[]; metadataFile?: string; quiet?: boolean }) => {
+      const { pushCommand } = await import('./commands/registry.js');
+      await pushCommand(name, dest, opts, io);
     });
 
   program

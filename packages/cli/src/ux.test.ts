@@ -35,8 +35,8 @@ async function context(files: Record<string, string>): Promise<string> {
 
 describe('tsbuild CLI: usage errors exit 2 with one line', () => {
   const cases: [string[], RegExp][] = [
-    [['build', '--push', '.'], /unknown option '--push'/],
-    [['build', '--cache-from', 'type=local,src=x', '.'], /unknown option '--cache-from'/],
+    [['build', '--push', '.'], /--push needs a name to push to/],
+    [['build', '--cache-from', 'type=s3,bucket=x', '.'], /invalid --cache-from "type=s3,bucket=x": expected type=registry or type=local/],
     [['build', '-q', '--progress=plain', '.'], /conflicting options: -q\/--quiet and --progress=plain/],
     [['build', '-f', '-', '-'], /cannot both come from stdin/],
     [['build', '-o', 'type=oci,dest=x.tar,bogus=1', '.'], /unknown --output attribute "bogus"/],

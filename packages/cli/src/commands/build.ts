@@ -30,6 +30,11 @@ export interface BuildFlags {
   ssh?: string[];
   buildContext?: string[];
   explain?: boolean;
+  pull?: boolean;
+  push?: boolean;
+  cacheTo?: string[];
+  cacheFrom?: string[];
+  insecureRegistry?: string[];
   /** --progress was given on the command line (not the default) */
   progressExplicit?: boolean;
 }
@@ -82,9 +87,14 @@ export function parseCsv(spec: string, what: string): Record<string, string> {
 export function parseOutput(spec: string): OutputSpec {
   const kv = spec.includes('=') ? parseCsv(spec, '--output') : { type: 'local', dest: spec };
   const type = kv.type ?? 'local';
-  if (!['image', 'oci', 'docker', 'tar', 'local', 'registry'].includes(type)) throw new UsageError(`unknown output type ${JSON.stringify(type)}: expected image, oci, docker, tar or local`);
-  if (type === 'registry' || kv.push === 'true') throw new UsageError('pushing to a registry is not supported yet (see README: not done yet)');
-  const out: OutputSpec = { type: type as OutputSpec['type'] };
+  if (!['image', 'oci', 'docker', 'tar', 'local', 'registry'].includes(type)) throw new UsageError(`unknown output type ${JSON.stringify(type)}: expected image, registry, oci, docker, tar or local`);
+  // type=registry is type=image,push=true (as buildx)
+  const out: OutputSpec = { type: type === 'registry' ? 'image' : (type as OutputSpec['type']) };
+  if (kv.push !== undefined) {
+    if (kv.push !== 'true' && kv.push !== 'false') throw new UsageError(`invalid push ${JSON.stringify(kv.push)}: expected true or false`);
+    if (out.type !== 'image') throw new UsageError(`--output type=${type} cannot push: use type=image,push=true or type=registry`);
+  }
+  if (type === 'registry' || kv.push === 'true') out.push = true;
   if (kv.dest !== undefined) out.dest = kv.dest;
   if (kv.name !== undefined) out.name = kv.name;
   if (kv.compression !== undefined) {
@@ -101,7 +111,7 @@ export function parseOutput(spec: string): OutputSpec {
     out.rewriteTimestamp = kv['rewrite-timestamp'] === 'true';
   }
   const known = new Set(['type', 'dest', 'name', 'compression', 'compression-level', 'rewrite-timestamp', 'push']);
-  for (const k of Object.keys(kv)) if (!known.has(k)) throw new UsageError(`unknown --output attribute ${JSON.stringify(k)}: expected type, dest, name, compression, compression-level or rewrite-timestamp`);
+  for (const k of Object.keys(kv)) if (!known.has(k)) throw new UsageError(`unknown --output attribute ${JSON.stringify(k)}: expected type, dest, name, push, compression, compression-level or rewrite-timestamp`);
   if ((out.type === 'oci' || out.type === 'docker' || out.type === 'tar' || out.type === 'local') && out.dest === undefined) {
     throw new UsageError(`--output type=${out.type} needs dest=PATH`);
   }
@@ -201,6 +211,13 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
 
   const imageOutput = outputs.find((o) => o.type === 'image');
   const tags = [...flags.tag, ...(imageOutput?.name ? imageOutput.name.split(',') : [])];
+  // registries: --push / push=true push every name; --cache-to/--cache-from; --pull
+  const { parseCacheFrom, parseCacheTo, registryAccess } = await import('./registry.js');
+  const cacheTo = (flags.cacheTo ?? []).map(parseCacheTo);
+  const cacheFrom = (flags.cacheFrom ?? []).map(parseCacheFrom);
+  const access = registryAccess(flags.insecureRegistry);
+  const push = flags.push === true || imageOutput?.push === true;
+  if (push && tags.length === 0) throw new UsageError('--push needs a name to push to: give -t REGISTRY/REPO[:TAG] (or --output type=registry,name=...)');
   const compressed = outputs.find((o) => o.compression !== undefined || o.compressionLevel !== undefined);
 
   // the context: a directory, a tar (or a Dockerfile) on stdin, or a git URL
@@ -259,6 +276,10 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
       ...(ssh.length > 0 ? { ssh } : {}),
       ...(Object.keys(buildContexts).length > 0 ? { buildContexts } : {}),
       ...(jobs !== undefined ? { jobs } : {}),
+      ...(flags.pull ? { pull: true } : {}),
+      ...(Object.keys(access).length > 0 ? { registry: access } : {}),
+      ...(cacheFrom.length > 0 ? { cacheFrom } : {}),
+      ...(cacheTo.length > 0 ? { cacheTo } : {}),
       signal: ac.signal,
       onProgress: handle,
     });
@@ -280,6 +301,11 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
         await exportStep(`exporting filesystem to ${o.type} ${o.dest}`, async () => (await exportFilesystem(store, image, o.type as 'tar' | 'local', o.dest!), o.type === 'tar' ? o.dest : undefined));
       }
     }
+    let pushed: string | undefined;
+    if (push) {
+      const { pushNames } = await import('./registry.js');
+      pushed = await pushNames(store, image, tags, access, handle);
+    }
     tty?.stop(summaryLine(result.steps, started));
     const imageId = image.configDigest;
     if (flags.iidfile) await writeFile(flags.iidfile, imageId);
@@ -292,6 +318,8 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
         'buildx.build.ref': `tsbuild/local/${last?.id ?? 'unknown'}`,
       };
       if (tags.length > 0) meta['image.name'] = tags.join(',');
+      if (pushed !== undefined) meta['containerimage.digest'] = pushed;
+      if (result.cacheExports !== undefined) meta['cache.exports'] = result.cacheExports.map((c) => ({ digest: c.descriptor.digest, records: c.records, layers: c.layers }));
       await writeFile(flags.metadataFile, `${JSON.stringify(meta, null, 2)}\n`);
     }
     if (mode === 'quiet') io.stdout(`${imageId}\n`);
@@ -299,6 +327,7 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
       if (mode !== 'tty') io.stderr(`\n${summaryLine(result.steps, started)}\n`);
       io.stderr(`writing image ${imageId} done\n`);
       for (const t of tags) io.stderr(`naming to ${t} done\n`);
+      if (pushed !== undefined) for (const t of tags) io.stderr(`pushed ${t}@${pushed}\n`);
     }
     if (flags.explain) {
       const { formatSteps } = await import('./why.js');
