@@ -43,7 +43,7 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage; repeatable', collect, [])
     .option('--label <key=value>', 'set a label on the image; repeatable', collect, [])
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'tty', 'plain', 'json', 'quiet']).default('auto'))
-    .option('-o, --output <spec>', 'output: type=image|oci|docker|tar|local[,dest=PATH][,name=NAME][,compression=gzip|zstd|uncompressed][,compression-level=N]; repeatable', collect, [])
+    .option('-o, --output <spec>', 'output: type=image|registry|oci|docker|tar|local[,dest=PATH][,name=NAME][,push=true][,compression=gzip|zstd|uncompressed][,compression-level=N]; repeatable', collect, [])
     .option('--secret <spec>', 'secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]; repeatable', collect, [])
     .option('--iidfile <file>', 'write the image ID (config digest) to this file')
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
