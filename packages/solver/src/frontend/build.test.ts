@@ -169,7 +169,7 @@ describe('build', { concurrency: false }, () => {
     assert.ok(iso.every((e) => e.type === 'vertex' && e.isolation === 'unshare'));
     assert.equal(res.image.manifest.layers.length, 3);
     const blob = await ts.store.content.readBlob(res.image.manifest.layers[1].digest);
-    const tar = gunzipSync(blob);
+    const tar = res.image.manifest.layers[1].mediaType.endsWith('gzip') ? gunzipSync(blob) : blob;
     assert.ok(tarNames(tar).includes('pid'));
     assert.match(tar.toString('latin1'), /pid=1\n/, 'the step is pid 1 of its own pid namespace');
   });

@@ -80,6 +80,11 @@ export interface BuildOptions {
   noCacheFilter?: readonly string[];
   isolation?: 'auto' | 'runc' | 'unshare';
   network?: NetworkMode;
+  /**
+   * how layers are stored (default 'uncompressed', as dockerd's store keeps them: a
+   * commit then costs one tar + sha256 pass, and `save` writes what `docker save`
+   * writes); 'gzip' or 'zstd' compress at commit, for images meant for a registry
+   */
   compression?: Compression;
   compressionLevel?: number;
   /** clamp timestamps (layer mtimes, created) to this Unix time, for reproducible images */
@@ -104,7 +109,7 @@ export interface BuildOptions {
   cacheFrom?: readonly CacheImportSpec[];
   /** `--cache-to`: where to export this build's cache records after it succeeds */
   cacheTo?: readonly CacheExportSpec[];
-  /** how many steps run at once (default: number of cores) */
+  /** how many RUN steps run at once (default: 4 × cores, at least 16: steps mostly wait on processes, and BuildKit sets no limit) */
   jobs?: number;
   signal?: AbortSignal;
   onProgress?: ProgressHandler;
@@ -190,7 +195,7 @@ class Builder {
     this.store = store;
     this.opts = opts;
     this.emit = opts.onProgress ?? (() => {});
-    this.limit = pLimit(Math.max(1, opts.jobs ?? availableParallelism()));
+    this.limit = pLimit(Math.max(1, opts.jobs ?? Math.max(16, 4 * availableParallelism())));
     if (opts.signal) {
       if (opts.signal.aborted) this.abort.abort(opts.signal.reason);
       opts.signal.addEventListener('abort', () => this.abort.abort(opts.signal!.reason), { once: true });
@@ -657,7 +662,7 @@ class Builder {
       this.checkAbort();
       const exportStarted = Date.now();
       const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
-        compression: this.opts.compression ?? 'gzip',
+        compression: this.opts.compression ?? 'uncompressed',
         ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
         ...(this.opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: this.opts.sourceDateEpoch } : {}),
         mountStubs: [...DEFAULT_MOUNT_STUBS.filter((s) => !(stubOpts.keep ?? []).includes(s)), ...stubs.map((s) => posix.join('/', s))],

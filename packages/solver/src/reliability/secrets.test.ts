@@ -90,7 +90,10 @@ describe('secrets never leak', { concurrency: false }, () => {
       assert.ok(!JSON.stringify(img.config).includes(value));
       const want = createHash('sha256').update(value).digest('hex');
       let hashFound = false;
-      for (const l of img.manifest.layers) if (gunzipSync(await store.content.readBlob(l.digest)).includes(want)) hashFound = true;
+      for (const l of img.manifest.layers) {
+        const blob = await store.content.readBlob(l.digest);
+        if ((l.mediaType.endsWith('gzip') ? gunzipSync(blob) : blob).includes(want)) hashFound = true;
+      }
       assert.ok(hashFound, 'the step that mounts the secret must see its value');
       // the next step has no /run/secrets/tok (its `test ! -e` passed, or the build would have failed)
       // nothing in the cache index names the value
