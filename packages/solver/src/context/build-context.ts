@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstat, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import fg from 'fast-glob';
 import pLimit from 'p-limit';
@@ -87,7 +88,8 @@ export class BuildContext {
     const cached = this.entryCache.get(rel);
     if (cached !== undefined) return cached;
     const abs = rel === '' ? this.dir : join(this.dir, rel);
-    const st = await lstat(abs, { bigint: true }).catch(() => undefined);
+    // synchronous lstat: measured several times faster than fs.promises for 100,000-file walks
+    const st = lstatSync(abs, { bigint: true, throwIfNoEntry: false });
     let e: ContextEntry | null = null;
     if (st) {
       const type: EntryType = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
@@ -103,7 +105,7 @@ export class BuildContext {
         uid: Number(st.uid),
         gid: Number(st.gid),
       };
-      if (type === 'symlink') e.linkTarget = await readlink(abs);
+      if (type === 'symlink') e.linkTarget = readlinkSync(abs);
     }
     this.entryCache.set(rel, e);
     return e;
@@ -149,7 +151,7 @@ export class BuildContext {
     const abs = this.abs(rootRel);
     let names: string[];
     try {
-      names = (await readdir(abs)).sort();
+      names = readdirSync(abs).sort();
     } catch (err) {
       throw new BuildError(`reading ${JSON.stringify(rootRel || '.')} in the build context: ${(err as Error).message}`, 'INTERNAL', { cause: err });
     }
@@ -204,6 +206,12 @@ export class BuildContext {
   }
 
   /** Content digest of a regular file, through the metadata memo. */
+  /** The memo's digest when the file's metadata is unchanged (most files of a rebuild: no promise, no read). */
+  private memoDigest(e: ContextEntry): string | undefined {
+    const m = this.loadMemo().get(this.abs(e.rel));
+    return m && m.size === e.size && m.mtimeNs === e.mtimeNs && m.ctimeNs === e.ctimeNs && m.ino === e.ino ? m.digest : undefined;
+  }
+
   private fileDigest(e: ContextEntry): Promise<string> {
     let p = this.digestCache.get(e.rel);
     if (!p) {
@@ -240,11 +248,12 @@ export class BuildContext {
     for (const m of matches) {
       lines.push(`source ${m.pattern} ${m.root.type}`);
       const limit = pLimit(HASH_CONCURRENCY);
-      const digests = await Promise.all(
-        m.entries.map((e) =>
-          e.type === 'file' ? limit(() => this.fileDigest(e)) : `${e.type === 'symlink' ? `link:${e.linkTarget}` : e.type}`,
-        ),
-      );
+      const digests: (string | Promise<string>)[] = m.entries.map((e) => {
+        if (e.type !== 'file') return `${e.type === 'symlink' ? `link:${e.linkTarget}` : e.type}`;
+        return this.memoDigest(e) ?? limit(() => this.fileDigest(e));
+      });
+      if (digests.some((d) => typeof d !== 'string')) await Promise.all(digests);
+      for (let i = 0; i < digests.length; i++) if (typeof digests[i] !== 'string') digests[i] = await digests[i];
       for (let i = 0; i < m.entries.length; i++) {
         const e = m.entries[i];
         const rel = m.root.type === 'dir' ? posix.relative(m.root.rel, e.rel) : posix.basename(e.rel);
