@@ -183,7 +183,6 @@ class Builder {
   private context: BuildContext | undefined;
   private executor: Promise<Executor> | undefined;
   private vertexSeq = 0;
-  private sshIndex = 0;
   private readonly namedContexts = new Map<string, Promise<BuildContext>>();
   private readonly now = Date.now();
   /** holds what this build uses so `cache prune` leaves it alone */
@@ -756,9 +755,9 @@ class Builder {
     let filesDigest: string | undefined;
     const files: FileDigest[] = [];
     const mountPlan: MountPlan[] = [];
-    this.sshIndex = 0;
+    const sshCount = { n: 0 };
     for (const [i, m] of instr.mounts.entries()) {
-      const plan = await this.planMount(stage, m, i);
+      const plan = await this.planMount(stage, m, i, sshCount);
       mountPlan.push(plan);
       if (plan.inputKey) inputs[`mount${i}`] = plan.inputKey;
       if (plan.files) {
@@ -843,10 +842,10 @@ class Builder {
   }
 
   /** How one `RUN --mount` is keyed and set up. */
-  private async planMount(stage: Stage, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], i: number): Promise<MountPlan> {
+  private async planMount(stage: Stage, m: Extract<Instruction, { kind: 'RUN' }>['mounts'][number], i: number, sshCount: { n: number }): Promise<MountPlan> {
     void stage;
     void i;
-    const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : m.type === 'ssh' ? `/run/buildkit/ssh_agent.${this.sshIndex++}` : undefined);
+    const target = m.target ?? (m.type === 'secret' ? `/run/secrets/${m.id ?? m.source ?? ''}` : m.type === 'ssh' ? `/run/buildkit/ssh_agent.${sshCount.n++}` : undefined);
     if (!target) throw new BuildError(`RUN --mount of type ${m.type} needs a target`, 'INVALID_ARGUMENT');
     switch (m.type) {
       case 'tmpfs':
