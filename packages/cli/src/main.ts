@@ -51,7 +51,7 @@ export function createProgram(io: { stdout: (s: string) => void; stderr: (s: str
     .addOption(new Option('--network <mode>', 'networking for RUN steps').choices(['default', 'none', 'host']))
     .option('--check', 'run the Dockerfile lint checks and exit without building')
     .addOption(new Option('--isolation <mode>', 'sandbox for RUN steps').choices(['auto', 'runc', 'unshare']).default('auto'))
-    .option('--jobs <n>', 'how many steps run at once (default: number of cores)')
+    .option('--jobs <n>', 'how many RUN steps run at once (default: 4 × cores, at least 16)')
     .option('--ssh <spec>', 'SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]; repeatable', collect, [])
     .option('--build-context <name=value>', 'named context: name=DIR, name=docker-image://IMAGE or name=oci-layout://DIR[:TAG]; repeatable', collect, [])
     .option('--explain', 'after the build, list every step with CACHED or the reason it missed (as `tsbuild why`)')
