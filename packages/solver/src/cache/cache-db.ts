@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS file_memo (
   ino TEXT NOT NULL,
   digest TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_digests (
+  key TEXT PRIMARY KEY,
+  digest TEXT NOT NULL,
+  created INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS builds (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   dockerfile TEXT NOT NULL,
@@ -249,6 +254,20 @@ export class CacheDb {
     this.db.transaction(() => {
       for (const [p, e] of entries) stmt.run(p, e.size, e.mtimeNs.toString(), e.ctimeNs.toString(), e.ino.toString(), e.digest);
     })();
+  }
+
+  /**
+   * The digest of the files some COPY sources match in an immutable layer chain
+   * (`COPY --from`), keyed by the chain ID and the sources: a rebuild reuses it
+   * instead of mounting the source stage to read its files again.
+   */
+  sourceDigest(key: string): string | undefined {
+    const row = this.db.prepare('SELECT digest FROM source_digests WHERE key = ?').get(key) as { digest: string } | undefined;
+    return row?.digest;
+  }
+
+  saveSourceDigest(key: string, digest: string, now: number): void {
+    this.db.prepare('INSERT OR REPLACE INTO source_digests (key, digest, created) VALUES (?, ?, ?)').run(key, digest, now);
   }
 
   startBuild(dockerfile: string, now: number): number {

@@ -3,7 +3,6 @@ import { createReadStream } from 'node:fs';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import fg from 'fast-glob';
 import pLimit from 'p-limit';
 import type { CacheDb, FileDigest, MemoEntry } from '../cache/cache-db.js';
 import { sha256Key, type Key } from '../cache/keys.js';
@@ -181,6 +180,8 @@ export class BuildContext {
     let roots: string[];
     if (GLOB_CHARS.test(cleaned)) {
       // Go's filepath.Match (what BuildKit uses) has no globstar: `**` is just `*`
+      // fast-glob (48 modules) is loaded only when a source has glob characters
+      const { default: fg } = await import('fast-glob');
       const found = await fg(cleaned.replace(/\*{2,}/g, '*'), { cwd: this.dir, dot: true, onlyFiles: false, followSymbolicLinks: false, unique: true });
       roots = found.filter((r) => !this.ignore.ignores(r)).sort();
     } else {

@@ -583,6 +583,16 @@ class Builder {
     return { hit: false, reason: explainMiss(components, files, prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
   }
 
+  /**
+   * Whether `lookup` will hit this key in the local store (the record is held by the
+   * build's lease, so a concurrent prune cannot take it in between). No side effects.
+   */
+  private async peekHit(key: Key): Promise<boolean> {
+    const rec = this.lease ? this.lease.getRecord(key) : this.store.db.get(key);
+    if (!rec) return false;
+    return !rec.layer || (await this.store.content.has(rec.layer.digest));
+  }
+
   /** Builds a file-changing step through the cache: hit → reuse, miss → `work` and record. */
   private async cachedStep(
     state: StageState,
@@ -1094,6 +1104,7 @@ class Builder {
       const excluded = (rel: string): boolean => exclude!.ignores(rel) || (byName !== undefined && rel.split('/').some((seg) => byName.ignores(seg)));
       const keyParts: string[] = [];
       let inputs: Record<string, string> | undefined;
+      let sourceMemo: Key | undefined;
       let local: BuildContext = this.context!;
       if (instr.from !== undefined) {
         const src = await this.resolveFrom(instr.from);
@@ -1107,6 +1118,20 @@ class Builder {
           if (known) {
             await this.cachedStep(state, step, known, [], historyText, () => Promise.reject(new BuildError(`the imported cache record ${keyOf(known)} was expected to hit`, 'INTERNAL')));
             return;
+          }
+          // the digest of these sources in this layer chain, remembered from an earlier build:
+          // when the step is then CACHED, the source stage is never mounted
+          const chain = chainId(src.state.layers.map((l) => l.diffId));
+          if (chain !== undefined && instr.kind === 'COPY' && instr.heredocs.length === 0) {
+            sourceMemo = keyOf({ v: 1, chain, sources: instr.sources, exclude: instr.exclude, parents: instr.parents === true });
+            const digest = step.noCache ? undefined : this.store.db.sourceDigest(sourceMemo);
+            if (digest !== undefined) {
+              const known: KeyComponents = { parent: state.fsKey, op, files: sha256Key(`local ${digest}`), inputs: { from: src.state.fsKey } };
+              if (await this.peekHit(keyOf(known))) {
+                await this.cachedStep(state, step, known, [], historyText, () => Promise.reject(new BuildError(`the cache record ${keyOf(known)} was expected to hit`, 'INTERNAL')));
+                return;
+              }
+            }
           }
           const { dir } = await this.mountView(src.state.layers, cleanups);
           local = BuildContext.tree(dir);
@@ -1158,6 +1183,7 @@ class Builder {
       if (localMatches.length > 0) {
         const d = await local.digestSources(localMatches);
         keyParts.push(`local ${d.digest}`);
+        if (sourceMemo !== undefined && keyParts.length === 1) this.store.db.saveSourceDigest(sourceMemo, d.digest, Date.now());
         if (local === this.context) files = d.files;
         if (instr.parents) {
           // --parents: each match keeps its path (after a `/./` pivot, if any) under the destination
