@@ -140,6 +140,19 @@ export class UnsafeLayerError extends SnapshotterError {
   }
 }
 
+/**
+ * A layer (or archive) went over a resource cap of the applier: its uncompressed size,
+ * its entry count, or its expansion relative to the compressed blob (a decompression
+ * bomb, catalog T29). Nothing is committed; the caps are options of applyLayer.
+ */
+export class LayerLimitError extends SnapshotterError {
+  override name = 'LayerLimitError';
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(readonly limit: 'bytes' | 'entries', readonly max: number, readonly found: number, readonly detail: string) {
+    super(`layer over its ${limit === 'bytes' ? 'uncompressed size' : 'entry count'} limit: expected at most ${max} ${limit}, found ${found}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
 /** The tar stream is malformed (bad checksum, truncated, unsupported entry type). */
 export class InvalidTarError extends SnapshotterError {
   override name = 'InvalidTarError';

@@ -16,7 +16,7 @@ export { treeTarStream } from './tar/tree.js';
 export { readTar, type ReadEntry } from './tar/reader.js';
 export type { TarEntry, TarEntryType } from './tar/types.js';
 /** Applier: layer tar → directory / snapshots. */
-export { applyLayer, type ApplyOptions, type ApplyResult } from './apply/apply-layer.js';
+export { applyLayer, DEFAULT_LAYER_LIMITS, type ApplyOptions, type ApplyResult, type LayerLimits } from './apply/apply-layer.js';
 export { unpackImage, chainId } from './apply/unpack.js';
 export {
   SnapshotNotFoundError,
@@ -27,6 +27,7 @@ export {
   SystemCommandError,
   UnsafeLayerError,
   InvalidTarError,
+  LayerLimitError,
 } from './errors.js';
 export * from './registry/index.js';
 /** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */

@@ -18,7 +18,7 @@ import { constants } from 'node:fs';
 import { lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, chmod, chown, utimes } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { UnsafeLayerError } from '../errors.js';
+import { LayerLimitError, UnsafeLayerError } from '../errors.js';
 import { readTar } from '../tar/reader.js';
 import type { ReadEntry } from '../tar/reader.js';
 import { run, writeXattrs } from '../tar/system.js';
@@ -32,7 +32,46 @@ export interface ApplyOptions {
    */
   overlayWhiteouts?: boolean;
   signal?: AbortSignal;
+  /** Resource caps (decompression bombs, hostile tar streams); each defaults to {@link DEFAULT_LAYER_LIMITS}. */
+  limits?: LayerLimits;
+  /**
+   * Size in bytes of the blob the tar was decompressed from (its descriptor's `size`):
+   * enables the expansion-ratio cap of {@link LayerLimits.maxRatio}.
+   */
+  compressedSize?: number;
 }
+
+/**
+ * Caps of applyLayer against decompression bombs and hostile tar streams (catalog T29).
+ * Bytes are tar bytes (headers, bodies, padding) read from the uncompressed stream; an
+ * entry whose header claims more than is left of the budget is refused before any of
+ * its body is written, so the cap triggers before the disk fills.
+ */
+export interface LayerLimits {
+  /** Most uncompressed tar bytes of one layer, whatever its compressed size. */
+  maxBytes?: number;
+  /** Most entries (headers, including whiteouts and directories) of one layer. */
+  maxEntries?: number;
+  /**
+   * With `compressedSize`: most uncompressed bytes per compressed byte. gzip tops out
+   * near 1032:1 on zeros; real layers rarely pass 10:1.
+   */
+  maxRatio?: number;
+  /** The ratio cap never lowers the budget below this many bytes (small layers of zeros stay fine). */
+  ratioFloor?: number;
+}
+
+/**
+ * Defaults of {@link LayerLimits}: 64 GiB, 1,000,000 entries (large distro and
+ * node_modules layers have a few 100,000), ratio 100 above a 1 GiB floor. A 1 MiB gzip
+ * blob may thus expand to 1 GiB, a 100 MiB one to 10 GiB.
+ */
+export const DEFAULT_LAYER_LIMITS: Readonly<Required<LayerLimits>> = Object.freeze({
+  maxBytes: 64 * 1024 ** 3,
+  maxEntries: 1_000_000,
+  maxRatio: 100,
+  ratioFloor: 1024 ** 3,
+});
 
 /** What applyLayer did. */
 export interface ApplyResult {
@@ -252,11 +291,30 @@ class Applier {
 export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const root = await realpath(targetDir);
   const a = new Applier(root, opts);
+  const lim = { ...DEFAULT_LAYER_LIMITS, ...opts.limits };
+  let budget = lim.maxBytes;
+  let why = `maxBytes ${lim.maxBytes}`;
+  if (opts.compressedSize !== undefined) {
+    const byRatio = Math.max(lim.ratioFloor, opts.compressedSize * lim.maxRatio);
+    if (byRatio < budget) {
+      budget = byRatio;
+      why = `${lim.maxRatio}x the ${opts.compressedSize}-byte compressed blob, at least ${lim.ratioFloor}`;
+    }
+  }
+  const read = { bytes: 0 };
+  async function* counted(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of src) {
+      read.bytes += chunk.length;
+      if (read.bytes > budget) throw new LayerLimitError('bytes', budget, read.bytes, why);
+      yield chunk;
+    }
+  }
   let entries = 0;
-  for await (const e of readTar(tar as AsyncIterable<Buffer>)) {
+  for await (const e of readTar(counted(tar as AsyncIterable<Buffer>))) {
     opts.signal?.throwIfAborted();
+    if (++entries > lim.maxEntries) throw new LayerLimitError('entries', lim.maxEntries, entries, `at ${JSON.stringify(e.rawName)}`);
+    if (e.size > budget - read.bytes) throw new LayerLimitError('bytes', budget, read.bytes + e.size, `${JSON.stringify(e.rawName)} claims ${e.size} bytes; ${why}`);
     await a.entry(e);
-    entries++;
   }
   await a.finish();
   return { entries };

@@ -8,7 +8,7 @@ import { openLayerStream } from '../layer/index.js';
 import { withMount } from '../snapshots/mount.js';
 import { snapshotLayout } from '../snapshots/snapshotter.js';
 import type { Snapshotter } from '../snapshots/types.js';
-import { applyLayer } from './apply-layer.js';
+import { applyLayer, type ApplyOptions, type LayerLimits } from './apply-layer.js';
 import { crashPoint } from '../crash-point.js';
 
 /** containerd's chainID: chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)). */
@@ -35,12 +35,14 @@ async function exists(s: Snapshotter, key: string): Promise<boolean> {
  * applied into a fresh active snapshot (on the merged overlay mount, or the copy tree)
  * and committed only after the whole tar applied and its sha256 matched the diffID;
  * on any error that active snapshot is removed, so existing snapshots never change.
+ * Each layer is capped by `opts.limits` (applyLayer's defaults otherwise), its `size`
+ * (the compressed blob's) bounding how far it may expand.
  */
 export async function unpackImage(
   store: ContentStore,
   snapshotter: Snapshotter,
-  layers: readonly { digest: Digest; diffId: Digest; mediaType: string }[],
-  opts: { signal?: AbortSignal } = {},
+  layers: readonly { digest: Digest; diffId: Digest; mediaType: string; size?: number }[],
+  opts: { signal?: AbortSignal; limits?: LayerLimits } = {},
 ): Promise<string> {
   if (layers.length === 0) throw new SnapshotStateError('', 'at least one layer', 'none');
   let parent: string | undefined;
@@ -59,9 +61,17 @@ export async function unpackImage(
         });
         const src = openLayerStream(store, layer);
         src.on('error', (e) => tee.destroy(e));
+        // The error reaches us through tee's iterator (applyLayer, then the drain below),
+        // which can be between listeners when it fires: without this, pipe() re-emits it
+        // as an uncaught exception (seen with a gzip blob whose trailer is cut).
+        tee.on('error', () => undefined);
         src.pipe(tee);
         const apply = async (dir: string): Promise<void> => {
-          await applyLayer(tee, dir, opts.signal ? { signal: opts.signal } : {});
+          const aopts: ApplyOptions = {};
+          if (opts.signal) aopts.signal = opts.signal;
+          if (opts.limits) aopts.limits = opts.limits;
+          if (layer.size !== undefined) aopts.compressedSize = layer.size;
+          await applyLayer(tee, dir, aopts);
           // Read to the end so the whole stream is hashed (trailing padding).
           for await (const _ of tee) void _;
         };

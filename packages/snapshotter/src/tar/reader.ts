@@ -8,6 +8,8 @@ import { decodePaxRecords } from './pax.js';
 import type { TarEntry, TarEntryType } from './types.js';
 
 const BLOCK = 512;
+/** Most bytes of one PAX, GNU long-name or long-link header (Go's archive/tar uses 1 MiB too). */
+const MAX_EXTENDED_HEADER = 1 << 20;
 
 /** A read entry: header fields plus a one-shot body iterator (consume it or it is skipped). */
 export interface ReadEntry extends Omit<TarEntry, 'source'> {
@@ -111,8 +113,10 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
     const flag = String.fromCharCode(h[156]!);
     let size = num(h.subarray(124, 136), at);
     if (pax?.has('size')) size = Number(pax.get('size')!.toString('utf8'));
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvalidTarError(at, `expected an entry size between 0 and ${Number.MAX_SAFE_INTEGER}, found ${size}`);
     const padded = Math.ceil(size / BLOCK) * BLOCK;
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+      if (size > MAX_EXTENDED_HEADER) throw new InvalidTarError(at, `expected an extended header of at most ${MAX_EXTENDED_HEADER} bytes, found one of ${size}`);
       const data = await s.read(padded);
       if (data.length < padded) throw new InvalidTarError(at, 'truncated extended header');
       const body = data.subarray(0, size);
