@@ -1,0 +1,73 @@
+/**
+ * Performance shortcuts must never change results: the `COPY --from` source digest memo
+ * (a no-op rebuild mounts nothing) and its invalidation when the source stage's files change.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { build, type BuildOptions, type BuildResult } from '../index.js';
+import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
+
+describe('performance shortcuts keep results exact', { concurrency: false }, () => {
+  let ts: TestStore;
+  let ctx: string;
+  let ok = true;
+  let views = 0;
+
+  before(async (c) => {
+    ok = requireBuildPrereqs(c as unknown as { skip(m: string): void });
+    if (!ok) return;
+    ts = await tempStoreWithBusybox();
+    ctx = await mkdtemp(join(tmpdir(), 'tsbuild-perf-'));
+    // count read-only views of source stages (what COPY --from mounts to read files)
+    const snapshots = ts.store.snapshots;
+    const view = snapshots.view.bind(snapshots);
+    snapshots.view = (...args: Parameters<typeof view>) => {
+      views++;
+      return view(...args);
+    };
+  });
+  after(async () => {
+    if (!ok) return;
+    await ts.cleanup();
+    await rm(ctx, { recursive: true, force: true });
+  });
+
+  const run = async (dockerfile: string, opts: Partial<BuildOptions> = {}): Promise<BuildResult> => {
+    await writeFile(join(ctx, 'Dockerfile'), dockerfile);
+    return build(ts.store, { context: ctx, onProgress: () => {}, sourceDateEpoch: 0, ...opts });
+  };
+
+  it('a no-op rebuild with COPY --from is CACHED without mounting the source stage', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = 'FROM busybox:local AS src\nRUN mkdir /out && echo one > /out/a && echo two > /out/b\nFROM busybox:local\nCOPY --from=src /out /app\n';
+    const first = await run(df);
+    assert.ok(views >= 1, 'the first build reads the source stage through a view');
+    views = 0;
+    const again = await run(df);
+    assert.equal(views, 0, 'the rebuild mounted a view');
+    assert.ok(again.steps.every((s) => s.cached), `not all cached: ${JSON.stringify(again.steps)}`);
+    assert.equal(again.image.manifestDigest, first.image.manifestDigest);
+  });
+
+  it('when the source stage produces other files under the same key, COPY --from misses', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    // the RUN's output differs on every run: rebuilding the stage changes its layer, not its cache key
+    const df = 'FROM busybox:local AS gen\nRUN mkdir /out && head -c 16 /dev/urandom | od -x > /out/rnd\nFROM busybox:local\nCOPY --from=gen /out /app\n';
+    const first = await run(df);
+    const rebuilt = await run(df, { noCacheFilter: ['gen'] });
+    const copy = rebuilt.steps.find((s) => s.description.includes('COPY'));
+    assert.ok(copy, 'the COPY step is listed');
+    assert.equal(copy.cached, false, 'the COPY reused the old files although the source stage changed');
+    assert.notEqual(rebuilt.image.manifestDigest, first.image.manifestDigest);
+    // a plain rebuild: the stage's cache record still holds its first layer, so the COPY
+    // reads that layer's remembered digest — all CACHED, the first build's image, no mount
+    views = 0;
+    const again = await run(df);
+    assert.equal(views, 0);
+    assert.ok(again.steps.every((s) => s.cached));
+    assert.equal(again.image.manifestDigest, first.image.manifestDigest);
+  });
+});
