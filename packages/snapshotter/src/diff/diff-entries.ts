@@ -12,7 +12,7 @@ import { fsEntry, HardlinkTracker, markerEntry, publicXattrs } from '../tar/from
 import type { Xattrs } from '../tar/system.js';
 import { readTreeXattrs } from '../tar/system.js';
 import type { TarEntry } from '../tar/types.js';
-import { scanTree } from '../tar/walk.js';
+import { scanTree, sortByPath } from '../tar/walk.js';
 import type { SnapshotLayout } from '../snapshots/snapshotter.js';
 
 /** Mount-point stubs a runtime creates in the rootfs; dropped from diffs when empty and new. */
@@ -26,17 +26,16 @@ export interface DiffOptions extends EntryOptions {
 interface Pending {
   entry: TarEntry;
   stat?: BigIntStats;
-  key: Buffer;
 }
 
 function finish(list: Pending[]): TarEntry[] {
-  list.sort((a, b) => Buffer.compare(a.key, b.key));
+  sortByPath(list, (p) => p.entry.path);
   const links = new HardlinkTracker();
   return list.map((p) => (p.stat ? links.resolve(p.entry, p.stat) : p.entry));
 }
 
 function pending(entry: TarEntry, stat?: BigIntStats): Pending {
-  const p: Pending = { entry, key: Buffer.from(entry.path, 'utf8') };
+  const p: Pending = { entry };
   if (stat) p.stat = stat;
   return p;
 }

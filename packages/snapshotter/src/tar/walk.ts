@@ -4,7 +4,6 @@
  */
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 
 /** A scanned entry: path relative to the scanned root ('' is never included). */
 export interface ScannedEntry {
@@ -14,7 +13,30 @@ export interface ScannedEntry {
 
 /** Bytewise (UTF-8) path order: parents sort before their children. */
 export function comparePaths(a: string, b: string): number {
+  if (!ASTRAL_OR_HIGH.test(a) && !ASTRAL_OR_HIGH.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/**
+ * UTF-16 code-unit order equals UTF-8 byte order except around surrogates (U+D800 and
+ * up vs U+E000-U+FFFF): paths free of those compare as plain JS strings, with no
+ * Buffer per path (measured: the per-path Buffers were a visible share of the walk).
+ */
+const ASTRAL_OR_HIGH = /[\uD800-\uFFFF]/;
+
+/** Sorts `items` bytewise (UTF-8) by `key(item)`, in place. */
+export function sortByPath<T>(items: T[], key: (x: T) => string): T[] {
+  if (items.some((x) => ASTRAL_OR_HIGH.test(key(x)))) {
+    const keyed = items.map((x) => ({ k: Buffer.from(key(x), 'utf8'), x }));
+    keyed.sort((a, b) => Buffer.compare(a.k, b.k));
+    for (let i = 0; i < keyed.length; i++) items[i] = keyed[i]!.x;
+    return items;
+  }
+  return items.sort((a, b) => {
+    const x = key(a);
+    const y = key(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
 }
 
 /**
@@ -25,16 +47,17 @@ export function comparePaths(a: string, b: string): number {
  */
 export async function scanTree(root: string, opts: { sliceSize?: number; signal?: AbortSignal } = {}): Promise<Map<string, BigIntStats>> {
   const slice = opts.sliceSize ?? 1024;
-  const out: Array<{ k: Buffer; p: string; st: BigIntStats }> = [];
+  const out: Array<{ p: string; st: BigIntStats }> = [];
   const stack: string[] = [''];
+  const prefix = root.endsWith('/') ? root : `${root}/`;
   let n = 0;
   while (stack.length > 0) {
     const rel = stack.pop()!;
-    const dirents = readdirSync(rel === '' ? root : join(root, rel), { withFileTypes: true });
+    const dirents = readdirSync(rel === '' ? root : prefix + rel, { withFileTypes: true });
     for (const d of dirents) {
       const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
-      const st = lstatSync(join(root, childRel), { bigint: true });
-      out.push({ k: Buffer.from(childRel, 'utf8'), p: childRel, st });
+      const st = lstatSync(prefix + childRel, { bigint: true });
+      out.push({ p: childRel, st });
       if (st.isDirectory()) stack.push(childRel);
       if (++n % slice === 0) {
         await new Promise<void>((r) => setImmediate(r));
@@ -42,9 +65,10 @@ export async function scanTree(root: string, opts: { sliceSize?: number; signal?
       }
     }
   }
-  out.sort((a, b) => Buffer.compare(a.k, b.k));
+  sortByPath(out, (x) => x.p);
   return new Map(out.map((x) => [x.p, x.st]));
 }
+
 /** Linux dev_t → (major, minor), glibc encoding. */
 export function splitDev(rdev: bigint): { major: number; minor: number } {
   const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
