@@ -7,12 +7,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { applyLayer, readTar } from '@tsbuild/snapshotter';
+import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, readTar } from '@tsbuild/snapshotter';
 import tarStream from 'tar-stream';
 import { BuildError } from '../errors.js';
 
@@ -162,21 +162,33 @@ export async function detectArchive(path: string, tmpDir: string): Promise<strin
   const head = await sniff(path);
   const comp = compressionOf(head);
   if (comp === 'none') return isTarHeader(head) ? path : undefined;
+  // a decompression bomb stops at the applier's budget before it fills the disk (catalog T29)
+  const { size } = await stat(path);
+  const budget = Math.min(DEFAULT_LAYER_LIMITS.maxBytes, Math.max(DEFAULT_LAYER_LIMITS.ratioFloor, size * DEFAULT_LAYER_LIMITS.maxRatio));
+  let written = 0;
+  const cap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      cb(written > budget ? new LayerLimitError('bytes', budget, written, `${posix.basename(path)} decompresses to more than ${DEFAULT_LAYER_LIMITS.maxRatio}x its ${size} bytes`) : null, chunk);
+    },
+  });
   const out = join(tmpDir, `archive-${Math.random().toString(36).slice(2)}.tar`);
   try {
     if (comp === 'gzip') {
-      await pipeline(createReadStream(path), createGunzip(), createWriteStream(out));
+      await pipeline(createReadStream(path), createGunzip(), cap, createWriteStream(out));
     } else {
       const tool = comp === 'bzip2' ? 'bzip2' : comp === 'xz' ? 'xz' : 'zstd';
       await new Promise<void>((resolve, reject) => {
         const p = spawn(tool, ['-dc', path], { stdio: ['ignore', 'pipe', 'ignore'] });
-        const ws = createWriteStream(out);
-        p.stdout.pipe(ws);
+        // the file may close before the tool's 'close' event: wait for both, listening from the start
+        const copied = pipeline(p.stdout, cap, createWriteStream(out));
+        copied.catch(() => undefined); // settled on 'close' below
         p.on('error', (e) => reject(new BuildError(`${tool} is needed to extract ${posix.basename(path)}: ${e.message} (install the Debian package ${tool === 'xz' ? 'xz-utils' : tool})`, 'FAILED_PRECONDITION')));
-        p.on('close', (code) => ws.on('close', () => (code === 0 ? resolve() : reject(new Error(`${tool} exited ${code}`)))));
+        p.on('close', (code) => copied.then(() => (code === 0 ? resolve() : reject(new Error(`${tool} exited ${code}`))), (e: unknown) => (p.kill(), reject(e))));
       });
     }
-  } catch {
+  } catch (err) {
+    if (err instanceof LayerLimitError || err instanceof BuildError) throw new BuildError(`ADD ${posix.basename(path)}: ${err.message}`, err.code, { cause: err });
     // not decompressible: BuildKit copies such a file as it is
     await rm(out, { force: true });
     return undefined;

@@ -9,11 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { openLayerStream, readTar, type ReadEntry } from '@tsbuild/snapshotter';
 import { build, type BuildResult } from '../frontend/build.js';
 import { BuildError } from '../errors.js';
 import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
-import { makeContext, runTsbuild, Sentinel } from './test-helpers/harness.js';
+import { makeContext, rawTar, rawTarFile, runTsbuild, Sentinel } from './test-helpers/harness.js';
 
 interface LayerEntry extends Omit<ReadEntry, 'body'> {
   content: Buffer;
@@ -233,6 +234,53 @@ describe('containment: hostile contexts, destinations and base images', { concur
       assert.ok(kept, `expected the archive or its clamped entry in the image, found ${entries.map((e) => e.path).join(' ')}`);
     }
     sentinel!.assertUnchanged();
+  });
+
+  test('T07: tar-slip entries in gzip, bzip2, xz and zstd archives are clamped inside the destination', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const strict = process.env.CI === 'true' || process.getuid?.() === 0;
+    const s = sentinel!.dir;
+    const c = await ctx();
+    const tar = rawTar([
+      rawTarFile(`../../../../../..${s}/dir/pwned`, 'pwned'),
+      rawTarFile(`a/../../../../../../..${s}/dir/pwned2`, 'pwned2'),
+      rawTarFile('./../x', 'x'),
+      rawTarFile('..', '', '5'),
+      rawTarFile('ok/file', 'ok'),
+    ]);
+    await writeFile(join(c, 'evil.tar'), tar);
+    const tools: [string, string, string][] = [
+      ['gz', 'gzip', 'gzip'],
+      ['bz2', 'bzip2', 'bzip2'],
+      ['xz', 'xz', 'xz-utils'],
+      ['zst', 'zstd', 'zstd'],
+    ];
+    const lines = ['FROM busybox:local'];
+    for (const [ext, tool, pkg] of tools) {
+      const r = spawnSync(tool, ['-c', join(c, 'evil.tar')], { maxBuffer: 1 << 24 });
+      if (r.error || r.status !== 0) {
+        const why = `${tool} is needed to make the .tar.${ext} variant: install the Debian package ${pkg}`;
+        if (strict) assert.fail(why);
+        t.diagnostic(why);
+        continue;
+      }
+      await writeFile(join(c, `evil.tar.${ext}`), r.stdout);
+      lines.push(`ADD evil.tar.${ext} /dst-${ext}/`);
+    }
+    const r = await run(c, `${lines.join('\n')}\n`);
+    sentinel!.assertUnchanged();
+    const entries = (await layerEntries(r)).flat();
+    const files = new Map(entries.filter((e) => e.type === 'file').map((e) => [e.path, e.content.toString()]));
+    for (const line of lines.slice(1)) {
+      const dst = /\/(dst-\w+)\//.exec(line)![1]!;
+      // BuildKit's behaviour: names are cleaned relative to the destination (`..` clamped at it)
+      assert.equal(files.get(`${dst}${s}/dir/pwned`), 'pwned', `${line}: the clamped first entry`);
+      assert.equal(files.get(`${dst}${s}/dir/pwned2`), 'pwned2', `${line}: the clamped second entry`);
+      assert.equal(files.get(`${dst}/x`), 'x', line);
+      assert.equal(files.get(`${dst}/ok/file`), 'ok', line);
+      for (const p of files.keys()) if (p.startsWith(`${dst}`)) assert.ok(!p.split('/').includes('..'), p);
+    }
+    await assertNoCanary(r);
   });
 
   test('T05/T06: privileged RUN modes need an entitlement; # syntax= never fetches a frontend', async (t) => {

@@ -150,3 +150,28 @@ export class Sentinel {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/** H-TAR: one raw ustar file entry (name written verbatim, valid checksum) with its padded body. */
+export function rawTarFile(name: string, content: string, type = '0'): Buffer {
+  const body = Buffer.from(content);
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write(type === '5' ? '0000755\0' : '0000644\0', 100, 'latin1');
+  h.write('0000000\0', 108, 'latin1');
+  h.write('0000000\0', 116, 'latin1');
+  h.write(`${body.length.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  h.write('00000000000\0', 136, 'latin1');
+  h.write(type, 156, 1, 'latin1');
+  h.write('ustar\x0000', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
+  return Buffer.concat([h, body, pad]);
+}
+
+/** A raw tar of `entries` plus the end-of-archive blocks. */
+export function rawTar(entries: readonly Buffer[]): Buffer {
+  return Buffer.concat([...entries, Buffer.alloc(1024)]);
+}
