@@ -865,7 +865,17 @@ class Builder {
         const dir = join(this.store.root, 'cache-mounts', sha256Key(id).slice(7, 39));
         const sharing = m.sharing ?? 'shared';
         return {
-          keyPart: { type: 'cache', target },
+          // what BuildKit's LLB carries for a cache mount (id, sharing, uid/gid/mode of the new dir, readonly) is keyed; unset options keep the plain key
+          keyPart: {
+            type: 'cache',
+            target,
+            ...(m.id !== undefined ? { id: m.id } : {}),
+            ...(m.sharing !== undefined ? { sharing: m.sharing } : {}),
+            ...(m.uid !== undefined ? { uid: m.uid } : {}),
+            ...(m.gid !== undefined ? { gid: m.gid } : {}),
+            ...(m.mode !== undefined ? { mode: m.mode } : {}),
+            ...(m.readonly === true ? { readonly: true } : {}),
+          },
           prepare: async (cleanups) => {
             let use = dir;
             if (sharing === 'locked') {
