@@ -35,7 +35,8 @@ import { BuildContext, cleanRel, type SourceMatch } from '../context/build-conte
 import { IgnoreMatcher, parseDockerignore } from '../context/dockerignore.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
 import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
-import { copyInto, parseChmod } from '../ops/copy.js';
+import { copyInto, modeOf, parseChmod } from '../ops/copy.js';
+import { relinkUnchanged, type RelinkCandidate } from '../ops/relink.js';
 import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '../ops/sources.js';
 import type { ProgressEvent, ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
@@ -653,12 +654,19 @@ class Builder {
    * Prepares a writable snapshot on top of `layers`, mounts it, runs `fn` on the
    * mounted root, and turns the change into a layer (null when nothing changed).
    */
-  private async withWritableRoot(layers: readonly LayerRef[], fn: (rootfs: string) => Promise<string[]>, vertex?: string, stubOpts: { keep?: readonly string[] } = {}): Promise<LayerRef | null> {
+  private async withWritableRoot(
+    layers: readonly LayerRef[],
+    fn: (rootfs: string) => Promise<string[]>,
+    vertex?: string,
+    stubOpts: { keep?: readonly string[]; beforeMount?: (upper: string) => Promise<void> } = {},
+  ): Promise<LayerRef | null> {
     const parent = await this.parentSnapshot(layers);
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
     const mounts = await this.store.snapshots.prepare(active, parent);
     let committed = false;
     try {
+      const upper = mounts.length === 1 && mounts[0]!.type === 'overlay' ? optionValue(mounts[0]!.options, 'upperdir') : undefined;
+      if (stubOpts.beforeMount !== undefined && upper !== undefined) await stubOpts.beforeMount(upper);
       const dir = await this.store.tempDir('rootfs');
       let stubs: string[];
       await mountAll(mounts, dir);
@@ -1225,6 +1233,38 @@ class Builder {
         files: sha256Key(keyParts.join('\n')),
         ...(inputs ? { inputs } : {}),
       };
+      // Files this COPY wrote last time (same parent layers and instruction) with the same
+      // content are hardlinked from that run's snapshot instead of copied again.
+      let skip: Set<string> | undefined;
+      const relink = async (upper: string): Promise<void> => {
+        if (step.noCache || instr.kind !== 'COPY' || local !== this.context || groups.length !== 1 || instr.parents || instr.heredocs.length > 0 || instr.chown !== undefined) return;
+        const prev = this.store.db.latestForStep(step.stepRef, keyOf(components));
+        if (!prev?.layer || prev.components.parent !== state.fsKey || prev.components.op !== op) return;
+        const prevChain = chainId([...state.layers.map((l) => l.diffId), prev.layer.diffId])!;
+        const viewKey = `relink-${process.pid}-${randomBytes(6).toString('hex')}`;
+        const viewMounts = await this.store.snapshots.view(viewKey, prevChain).catch(() => undefined);
+        if (!viewMounts) return;
+        try {
+          const m0 = viewMounts[0];
+          const prevUpper = viewMounts.length !== 1 || !m0 ? undefined : m0.type === 'bind' ? m0.source : optionValue(m0.options, 'lowerdir')?.split(':')[0];
+          if (prevUpper === undefined) return;
+          const before = new Map(this.store.db.files(prev.key).map((f) => [f.path, f.digest]));
+          const destRoot = posix.resolve('/', dest);
+          const chmodFn = instr.chmod !== undefined ? parseChmod(instr.chmod) : undefined;
+          const candidates: RelinkCandidate[] = [];
+          const now = new Map(files.map((f) => [f.path, f.digest]));
+          for (const m of groups[0]!.matches) {
+            if (m.root.type !== 'dir') continue;
+            for (const e of m.entries) {
+              if (e.type !== 'file' || now.get(e.rel) === undefined || now.get(e.rel) !== before.get(e.rel)) continue;
+              candidates.push({ containerPath: posix.join(destRoot, posix.relative(m.root.rel, e.rel)), size: e.size, mode: modeOf(e, false, chmodFn), mtimeMs: e.mtimeMs });
+            }
+          }
+          skip = relinkUnchanged(prevUpper, upper, { uid: 0, gid: 0 }, candidates);
+        } finally {
+          await this.store.snapshots.remove(viewKey).catch(() => {});
+        }
+      };
       await this.cachedStep(state, step, components, files, historyText, (vertex) =>
         this.withWritableRoot(state.layers, async (rootfs) => {
           const chown = instr.chown !== undefined ? await resolveChown(rootfs, instr.chown) : undefined;
@@ -1240,13 +1280,14 @@ class Builder {
                 ...(g.unpack ? { unpackTmp: unpackDir } : {}),
                 ...(chown ? { chown } : {}),
                 ...(instr.chmod !== undefined ? { chmod: parseChmod(instr.chmod) } : {}),
+                ...(skip !== undefined && skip.size > 0 ? { skip } : {}),
               });
             }
           } finally {
             await rm(unpackDir, { recursive: true, force: true });
           }
           return [];
-        }, vertex),
+        }, vertex, { beforeMount: relink }),
       );
     } finally {
       for (const c of cleanups.reverse()) await c();
@@ -1371,4 +1412,10 @@ async function resolveChown(rootfs: string, spec: string): Promise<{ uid: number
 
 function assertNever(x: never): never {
   throw new BuildError(`unhandled instruction ${JSON.stringify(x)}`, 'INTERNAL');
+}
+
+/** The value of `name=` in mount options (`upperdir`, `lowerdir`). */
+function optionValue(options: readonly string[], name: string): string | undefined {
+  const o = options.find((x) => x.startsWith(`${name}=`));
+  return o === undefined ? undefined : o.slice(name.length + 1);
 }

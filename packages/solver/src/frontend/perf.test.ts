@@ -3,7 +3,8 @@
  * (a no-op rebuild mounts nothing) and its invalidation when the source stage's files change.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -50,6 +51,27 @@ describe('performance shortcuts keep results exact', { concurrency: false }, () 
     assert.equal(views, 0, 'the rebuild mounted a view');
     assert.ok(again.steps.every((s) => s.cached), `not all cached: ${JSON.stringify(again.steps)}`);
     assert.equal(again.image.manifestDigest, first.image.manifestDigest);
+  });
+
+  it('a COPY rerun after one context file changed hardlinks the unchanged files and makes the same layer as a full copy', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    for (let d = 0; d < 3; d++) {
+      await mkdir(join(ctx, 'tree', `d${d}`), { recursive: true });
+      for (let i = 0; i < 20; i++) await writeFile(join(ctx, 'tree', `d${d}`, `f${i}.txt`), `file ${d}/${i}\n`, { mode: i % 2 ? 0o755 : 0o644 });
+    }
+    await writeFile(join(ctx, 'tree', 'changing.txt'), 'one\n');
+    const df = 'FROM busybox:local\nCOPY tree /app/\nRUN cat /app/changing.txt /app/d1/f3.txt\n';
+    await run(df);
+    await writeFile(join(ctx, 'tree', 'changing.txt'), 'two, longer\n');
+    await writeFile(join(ctx, 'tree', 'd2', 'f5.txt'), 'changed\n');
+    const relinked = await run(df);
+    assert.equal(relinked.steps.find((s) => s.description.includes('COPY'))?.cached, false);
+    // the 59 unchanged f*.txt files are shared with the first run's snapshot (d2/f5.txt changed)
+    const shared = execFileSync('find', [join(ts.root, 'snapshots'), '-type', 'f', '-name', 'f*.txt', '-links', '+1'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    assert.equal(shared.length, 2 * 59, `hardlinked files: ${shared.length}`);
+    const full = await run(df, { noCache: true });
+    assert.deepEqual(relinked.image.config.rootfs.diff_ids, full.image.config.rootfs.diff_ids, 'a relinked COPY made another layer than a full copy');
+    assert.equal(relinked.image.manifestDigest, full.image.manifestDigest);
   });
 
   it('when the source stage produces other files under the same key, COPY --from misses', async (t) => {

@@ -26,6 +26,8 @@ export interface CopyRequest {
   chmod?: (mode: number, isDir: boolean) => number;
   /** ADD: extract local tar archives (plain or compressed) into the destination; staging dir for decompression */
   unpackTmp?: string;
+  /** container paths of regular files already in place with the right content and metadata (see relinkUnchanged) */
+  skip?: ReadonlySet<string>;
 }
 
 const DEFAULT_OWNER: Owner = { uid: 0, gid: 0 };
@@ -71,7 +73,7 @@ export async function copyInto(req: CopyRequest): Promise<void> {
           const d = await ensureDirAt(req.rootfs, target, containerPath, owner, modeOf(e, true, req.chmod));
           hostDirs.set(e.rel, d);
           dirTimes.push({ path: d, e });
-        } else {
+        } else if (req.skip === undefined || !req.skip.has(containerPath)) {
           await copyEntry(req.source, e, target, owner, req.chmod);
         }
       }
@@ -98,7 +100,8 @@ export async function copyInto(req: CopyRequest): Promise<void> {
   }
 }
 
-function modeOf(e: ContextEntry, isDir: boolean, chmodFn: CopyRequest['chmod']): number {
+/** The permission bits a copy gives an entry (its own, or after --chmod). */
+export function modeOf(e: ContextEntry, isDir: boolean, chmodFn: CopyRequest['chmod']): number {
   const perm = e.mode & 0o7777;
   return chmodFn ? chmodFn(perm, isDir) : perm;
 }
