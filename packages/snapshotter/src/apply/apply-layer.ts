@@ -14,8 +14,29 @@
  * Not transactional by itself: apply into a fresh directory / prepared snapshot and
  * discard it on failure (unpackImage does exactly that).
  */
-import { constants } from 'node:fs';
-import { lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, chmod, chown, utimes } from 'node:fs/promises';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { LayerLimitError, UnsafeLayerError } from '../errors.js';
@@ -82,13 +103,14 @@ const MAX_SYMLINK_FOLLOWS = 40;
 const WH = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-async function lstatOrUndefined(p: string) {
-  try {
-    return await lstat(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+/**
+ * The per-entry work is synchronous fs calls (a few µs each) rather than awaited
+ * fs.promises calls (a thread-pool round trip each, ~10 per file: measured as most of the
+ * apply time, see README); the event loop still turns whenever the tar reader waits for
+ * more decompressed bytes.
+ */
+function lstatOrUndefined(p: string): Stats | undefined {
+  return lstatSync(p, { throwIfNoEntry: false });
 }
 
 /** Splits an archive name into safe components, or throws. */
@@ -96,6 +118,11 @@ function components(entryName: string, name: string): string[] {
   const parts = name.split('/').filter((c) => c !== '' && c !== '.');
   if (parts.includes('..')) throw new UnsafeLayerError(entryName, 'expected a path inside the layer root, found a ".." component');
   return parts;
+}
+
+function writeAllSync(fd: number, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
 }
 
 interface DirMeta {
@@ -112,6 +139,22 @@ class Applier {
   private readonly xattrs = new Map<string, Xattrs>();
   private readonly whiteouts: string[] = [];
   private readonly opaques: string[] = [];
+  /**
+   * Resolved parent directories: archive parent path → components inside the root.
+   * Every resolution only passes through directories and symlinks that exist; the cache
+   * is dropped whenever this applier removes anything but a regular file (replaced
+   * entries, whiteouts, opaque dirs), so a cached answer is always what a fresh
+   * resolution would give. Nothing else writes to the target during an apply.
+   */
+  private readonly resolved = new Map<string, string[]>();
+  /** Resolved paths of directories this applier made (empty at creation, mode without setgid). */
+  private readonly fresh = new Set<string>();
+  /** Paths created implicitly (missing parents). */
+  private readonly implicit = new Set<string>();
+  /** Parent dir → do new files in it get our egid (no setgid bit, or its group is ours)? */
+  private readonly ownGroup = new Map<string, boolean>();
+  private readonly euid = process.geteuid?.() ?? -1;
+  private readonly egid = process.getegid?.() ?? -1;
 
   constructor(
     private readonly root: string,
@@ -122,11 +165,20 @@ class Applier {
     return parts.length === 0 ? this.root : join(this.root, ...parts);
   }
 
+  private forget(): void {
+    this.resolved.clear();
+    this.fresh.clear();
+    this.ownGroup.clear();
+  }
+
   /**
    * Resolves directory components inside the root (chroot semantics), creating missing
    * ones when `create`. Returns the resolved components, or undefined if missing.
    */
-  private async resolveDir(entryName: string, parts: readonly string[], create: boolean): Promise<string[] | undefined> {
+  private resolveDir(entryName: string, parts: readonly string[], create: boolean): string[] | undefined {
+    const key = parts.join('/');
+    const hit = this.resolved.get(key);
+    if (hit !== undefined) return hit;
     const cur: string[] = [];
     const queue = [...parts];
     let follows = 0;
@@ -139,16 +191,19 @@ class Applier {
         continue;
       }
       const p = this.abs([...cur, c]);
-      const st = await lstatOrUndefined(p);
+      const st = lstatOrUndefined(p);
       if (!st) {
         if (!create) return undefined;
-        await mkdir(p, { mode: 0o755 });
+        mkdirSync(p, { mode: 0o755 });
         cur.push(c);
+        const rel = cur.join('/');
+        this.fresh.add(rel);
+        this.implicit.add(rel);
         continue;
       }
       if (st.isSymbolicLink()) {
         if (++follows > MAX_SYMLINK_FOLLOWS) throw new UnsafeLayerError(entryName, 'expected a resolvable path, found a symlink loop');
-        const target = await readlink(p);
+        const target = readlinkSync(p);
         if (target.startsWith('/')) cur.length = 0;
         queue.unshift(...target.split('/'));
         continue;
@@ -156,10 +211,11 @@ class Applier {
       if (!st.isDirectory()) throw new UnsafeLayerError(entryName, `expected a directory at ${JSON.stringify(cur.concat(c).join('/'))}, found a non-directory`);
       cur.push(c);
     }
+    this.resolved.set(key, cur);
     return cur;
   }
 
-  async entry(e: ReadEntry): Promise<void> {
+  entry(e: ReadEntry): void | Promise<void> {
     const name = e.rawName;
     const parts = components(name, e.path);
     if (parts.length === 0) {
@@ -167,12 +223,12 @@ class Applier {
       return;
     }
     const base = parts[parts.length - 1]!;
-    const parent = await this.resolveDir(name, parts.slice(0, -1), true);
-    const parentRel = parent!.join('/');
+    const parent = this.resolveDir(name, parts.slice(0, -1), true)!;
+    const parentRel = parent.join('/');
     if (base.startsWith(WH)) {
       if (base === OPAQUE) {
         if (this.opts.overlayWhiteouts) this.opaques.push(parentRel);
-        else await this.emptyDir(parent!, parentRel);
+        else this.emptyDir(parent, parentRel);
         return;
       }
       const target = base.slice(WH.length);
@@ -181,88 +237,132 @@ class Applier {
       }
       const rel = parentRel === '' ? target : `${parentRel}/${target}`;
       if (this.opts.overlayWhiteouts) this.whiteouts.push(rel);
-      else if (!this.created.has(rel)) await rm(join(this.abs(parent!), target), { recursive: true, force: true });
+      else if (!this.created.has(rel)) {
+        this.forget();
+        rmSync(join(this.abs(parent), target), { recursive: true, force: true });
+      }
       return;
     }
     const rel = parentRel === '' ? base : `${parentRel}/${base}`;
-    const abs = join(this.abs(parent!), base);
+    const abs = join(this.abs(parent), base);
     for (const k of e.xattrs?.keys() ?? []) {
       if (k.startsWith('trusted.')) throw new UnsafeLayerError(name, `expected no trusted.* xattrs (admin attributes), found ${k}`);
     }
-    const existing = await lstatOrUndefined(abs);
-    if (existing && !(existing.isDirectory() && e.type === 'directory')) await rm(abs, { recursive: true, force: true });
+    // In a directory made by this applier only our own entries can exist: no lstat needed
+    // (were that ever wrong, the O_EXCL / mkdir / symlink / link below fail with EEXIST).
+    const parentFresh = this.fresh.has(parentRel);
+    const existing = parentFresh && !this.created.has(rel) && !this.implicit.has(rel) ? undefined : lstatOrUndefined(abs);
+    if (existing && !(existing.isDirectory() && e.type === 'directory')) {
+      if (!existing.isFile()) this.forget();
+      rmSync(abs, { recursive: true, force: true });
+    }
+    let done: Promise<void> | undefined;
     switch (e.type) {
       case 'directory':
-        if (!existing || !existing.isDirectory()) await mkdir(abs, { mode: 0o700 });
+        if (!existing || !existing.isDirectory()) {
+          mkdirSync(abs, { mode: 0o700 });
+          this.fresh.add(rel);
+        }
         this.dirs.push({ rel, uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime });
         break;
-      case 'file': {
-        const fh = await open(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-        try {
-          for await (const chunk of e.body) await fh.write(chunk);
-          await fh.chown(e.uid, e.gid);
-          await fh.chmod(e.mode); // after chown: chown clears setuid/setgid
-          await fh.utimes(e.mtime, e.mtime);
-        } finally {
-          await fh.close();
-        }
+      case 'file':
+        done = this.file(e, abs, this.newFilesGetOurGroup(parentRel));
         break;
-      }
       case 'symlink':
-        await symlink(e.linkname ?? '', abs);
-        await lchown(abs, e.uid, e.gid);
-        await lutimes(abs, e.mtime, e.mtime);
+        symlinkSync(e.linkname ?? '', abs);
+        lchownSync(abs, e.uid, e.gid);
+        lutimesSync(abs, e.mtime, e.mtime);
         break;
       case 'link': {
         const tparts = components(name, (e.linkname ?? '').replace(/^\/+/, ''));
         if (tparts.length === 0) throw new UnsafeLayerError(name, 'expected a hardlink to a file, found a link to the root');
-        const tparent = await this.resolveDir(name, tparts.slice(0, -1), false);
+        const tparent = this.resolveDir(name, tparts.slice(0, -1), false);
         const tabs = tparent ? join(this.abs(tparent), tparts[tparts.length - 1]!) : undefined;
-        const tst = tabs ? await lstatOrUndefined(tabs) : undefined;
+        const tst = tabs ? lstatOrUndefined(tabs) : undefined;
         if (!tabs || !tst) throw new UnsafeLayerError(name, `expected hardlink target ${JSON.stringify(e.linkname)} inside the layer root, found nothing there`);
         if (tst.isDirectory()) throw new UnsafeLayerError(name, 'expected a hardlink to a non-directory, found a directory');
-        await link(tabs, abs);
+        linkSync(tabs, abs);
         break;
       }
       case 'character-device':
       case 'block-device':
-      case 'fifo': {
-        const argv = e.type === 'fifo' ? ['mknod', abs, 'p'] : ['mknod', abs, e.type === 'character-device' ? 'c' : 'b', String(e.devmajor ?? 0), String(e.devminor ?? 0)];
-        await run(argv);
-        await lchown(abs, e.uid, e.gid);
-        const st = await lstat(abs);
-        if (!st.isSymbolicLink()) await chmod(abs, e.mode);
-        await lutimes(abs, e.mtime, e.mtime);
+      case 'fifo':
+        done = this.special(e, abs);
         break;
-      }
     }
-    if (e.xattrs && e.xattrs.size > 0 && e.type !== 'link') this.xattrs.set(rel, e.xattrs);
-    this.created.add(rel);
+    const finish = (): void => {
+      if (e.xattrs && e.xattrs.size > 0 && e.type !== 'link') this.xattrs.set(rel, e.xattrs);
+      this.created.add(rel);
+    };
+    if (done === undefined) return finish();
+    return done.then(finish);
+  }
+
+  /**
+   * Directory modes only change in finish(), so one lstat per parent answers for the
+   * whole apply (the answer is dropped with the other caches on removals).
+   */
+  private newFilesGetOurGroup(parentRel: string): boolean {
+    let ok = this.ownGroup.get(parentRel);
+    if (ok === undefined) {
+      const st = lstatSync(parentRel === '' ? this.root : join(this.root, parentRel));
+      ok = (st.mode & 0o2000) === 0 || st.gid === this.egid;
+      this.ownGroup.set(parentRel, ok);
+    }
+    return ok;
+  }
+
+  private async file(e: ReadEntry, abs: string, ownGroup: boolean): Promise<void> {
+    const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      for await (const chunk of e.body) writeAllSync(fd, chunk);
+      // A new file is ours (euid) with our egid unless a setgid parent gave it the
+      // parent's group: then the chown would change nothing.
+      if (!(ownGroup && e.uid === this.euid && e.gid === this.egid)) fchownSync(fd, e.uid, e.gid);
+      fchmodSync(fd, e.mode); // after chown: chown clears setuid/setgid
+      futimesSync(fd, e.mtime, e.mtime);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async special(e: ReadEntry, abs: string): Promise<void> {
+    const argv = e.type === 'fifo' ? ['mknod', abs, 'p'] : ['mknod', abs, e.type === 'character-device' ? 'c' : 'b', String(e.devmajor ?? 0), String(e.devminor ?? 0)];
+    await run(argv);
+    lchownSync(abs, e.uid, e.gid);
+    const st = lstatSync(abs);
+    if (!st.isSymbolicLink()) chmodSync(abs, e.mode);
+    lutimesSync(abs, e.mtime, e.mtime);
   }
 
   /** Opaque whiteout without overlay: remove what lower layers put in the directory. */
-  private async emptyDir(parent: string[], parentRel: string): Promise<void> {
+  private emptyDir(parent: string[], parentRel: string): void {
     const dir = this.abs(parent);
-    for (const n of await readdir(dir)) {
+    this.forget();
+    for (const n of readdirSync(dir)) {
       const rel = parentRel === '' ? n : `${parentRel}/${n}`;
-      if (!this.created.has(rel)) await rm(join(dir, n), { recursive: true, force: true });
+      if (!this.created.has(rel)) rmSync(join(dir, n), { recursive: true, force: true });
     }
   }
 
-  /** Is every component of rel a real directory (no symlink swapped in later)? */
-  private async realDirChain(rel: string): Promise<boolean> {
-    const parts = rel.split('/');
-    for (let i = 1; i <= parts.length; i++) {
-      const st = await lstatOrUndefined(this.abs(parts.slice(0, i)));
-      if (!st || !st.isDirectory()) return false;
+  /** Is every component of rel a real directory (no symlink swapped in later)? Memoised per prefix. */
+  private realDirChain(rel: string, memo: Map<string, boolean>): boolean {
+    const known = memo.get(rel);
+    if (known !== undefined) return known;
+    const i = rel.lastIndexOf('/');
+    let ok = i < 0 || this.realDirChain(rel.slice(0, i), memo);
+    if (ok) {
+      const st = lstatOrUndefined(join(this.root, rel));
+      ok = st !== undefined && st.isDirectory();
     }
-    return true;
+    memo.set(rel, ok);
+    return ok;
   }
 
   async finish(): Promise<void> {
     if (this.whiteouts.length > 0) {
       const todo: string[] = [];
-      for (const w of this.whiteouts) if (!(await lstatOrUndefined(join(this.root, w)))) todo.push(w);
+      for (const w of this.whiteouts) if (!lstatOrUndefined(join(this.root, w))) todo.push(w);
       if (todo.length > 0) await run(['sh', '-c', 'for p; do mknod -- "$p" c 0 0 || exit 1; done', 'sh', ...todo], { cwd: this.root });
     }
     for (const o of this.opaques) {
@@ -273,12 +373,13 @@ class Applier {
     if (this.xattrs.size > 0) await writeXattrs(this.root, this.xattrs);
     // Directory metadata last, deepest first, so creating children does not undo mtimes.
     const dirs = [...this.dirs].sort((a, b) => (a.rel < b.rel ? 1 : a.rel > b.rel ? -1 : 0));
+    const memo = new Map<string, boolean>();
     for (const d of dirs) {
-      if (!(await this.realDirChain(d.rel))) continue;
+      if (!this.realDirChain(d.rel, memo)) continue;
       const p = join(this.root, d.rel);
-      await chown(p, d.uid, d.gid);
-      await chmod(p, d.mode);
-      await utimes(p, d.mtime, d.mtime);
+      chownSync(p, d.uid, d.gid);
+      chmodSync(p, d.mode);
+      utimesSync(p, d.mtime, d.mtime);
     }
   }
 }
@@ -314,7 +415,8 @@ export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDi
     opts.signal?.throwIfAborted();
     if (++entries > lim.maxEntries) throw new LayerLimitError('entries', lim.maxEntries, entries, `at ${JSON.stringify(e.rawName)}`);
     if (e.size > budget - read.bytes) throw new LayerLimitError('bytes', budget, read.bytes + e.size, `${JSON.stringify(e.rawName)} claims ${e.size} bytes; ${why}`);
-    await a.entry(e);
+    const pending = a.entry(e);
+    if (pending !== undefined) await pending;
   }
   await a.finish();
   return { entries };

@@ -66,6 +66,13 @@ describe('applyLayer safety', { skip }, () => {
     ['whiteout .wh..', [file('.wh..')]],
     ['whiteout .wh...', [dir('etc'), file('etc/.wh...')]],
     ['trusted.* xattr', [file('t', { xattrs: new Map([['trusted.foo', Buffer.from('1')]]) })]],
+    // The applier caches resolved parent dirs: a directory replaced later in the same
+    // layer (by a symlink, directly or after a whiteout or an opaque marker) must be
+    // resolved again.
+    ['dir replaced by an escaping symlink after use', [dir('a'), file('a/x'), sym('a', '../sentinel/dir'), file('a/pwned')]],
+    ['implicit dir replaced by an escaping symlink', [file('b/c/x'), sym('b/c', '../../sentinel/dir'), file('b/c/pwned')]],
+    ['dir whited out, then an escaping symlink', [dir('w'), file('w/x'), file('.wh.w'), sym('w', '../sentinel/dir'), file('w/pwned')]],
+    ['opaque parent, then an escaping symlink', [dir('o'), dir('o/d'), file('o/d/x'), file('o/.wh..wh..opq'), sym('o/d', '../../sentinel/dir'), file('o/d/pwned')]],
   ];
   for (const [name, entries] of refused) {
     it(`refuses: ${name}`, async () => {
