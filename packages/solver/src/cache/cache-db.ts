@@ -149,7 +149,9 @@ function toRecord(row: RecordRow): CacheRecord {
  * The store's SQLite index: cache records, per-record file digests (for miss
  * explanations), the context metadata memo, build summaries and leases.
  * WAL mode with a busy timeout, so several tsbuild processes share it; every
- * multi-row update runs in one transaction.
+ * multi-row update runs in one IMMEDIATE transaction: a deferred transaction that
+ * reads before it writes cannot wait for the write lock in WAL mode (SQLITE_BUSY
+ * at once, whatever the busy timeout), an immediate one takes it up front and waits.
  */
 export class CacheDb {
   readonly db: Database.Database;
@@ -211,7 +213,7 @@ export class CacheDb {
       });
       for (const f of files) insertFile.run(rec.key, f.path, f.digest);
       crashPoint('cache-index-update');
-    })();
+    }).immediate();
   }
 
   files(key: string): FileDigest[] {
@@ -231,7 +233,7 @@ export class CacheDb {
         del.run(k);
         delFiles.run(k);
       }
-    })();
+    }).immediate();
   }
 
   /** Loads the memo rows for every path under `prefix` (a directory with trailing slash). */
@@ -253,7 +255,7 @@ export class CacheDb {
     );
     this.db.transaction(() => {
       for (const [p, e] of entries) stmt.run(p, e.size, e.mtimeNs.toString(), e.ctimeNs.toString(), e.ino.toString(), e.digest);
-    })();
+    }).immediate();
   }
 
   /**
@@ -307,14 +309,14 @@ export class CacheDb {
     this.db.transaction(() => {
       this.db.prepare('INSERT OR IGNORE INTO leases (id, pid, created) VALUES (?, ?, ?)').run(id, pid, now);
       for (const r of refs) ins.run(id, r);
-    })();
+    }).immediate();
   }
 
   releaseLease(id: string): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM lease_refs WHERE lease = ?').run(id);
       this.db.prepare('DELETE FROM leases WHERE id = ?').run(id);
-    })();
+    }).immediate();
   }
 
   /**
@@ -350,7 +352,7 @@ export class CacheDb {
       const rec = this.get(key);
       if (rec) this.addLease(lease, pid, rec.layer ? [rec.key, rec.layer.digest] : [rec.key], now);
       return rec;
-    })();
+    }).immediate();
   }
 
   /**
@@ -365,7 +367,7 @@ export class CacheDb {
       const chosen = pick(candidates);
       if (!dryRun) this.deleteRecords(chosen.map((r) => r.key));
       return chosen;
-    })();
+    }).immediate();
   }
 
   /** Refs held by leases whose process is alive; leases of dead processes are dropped. */

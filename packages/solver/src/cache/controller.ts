@@ -254,7 +254,16 @@ export class CacheController {
     let reclaimed = 0;
     if (!dryRun && doomed.length > 0) {
       const before = await this.snapshotOverhead();
-      for (const s of doomed) await this.store.snapshots.remove(s.key);
+      for (const s of doomed) {
+        try {
+          await this.store.snapshots.remove(s.key);
+        } catch (err) {
+          // a concurrent build prepared a child on it since the listing: it is in use, keep it
+          if ((err as { code?: string }).code !== 'FAILED_PRECONDITION') throw err;
+          const i = snapshots.findIndex((x) => x.key === s.key);
+          if (i >= 0) snapshots.splice(i, 1);
+        }
+      }
       const after = await this.snapshotOverhead();
       for (const [k, size] of before) if (!after.has(k)) reclaimed += size;
     }

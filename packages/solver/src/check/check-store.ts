@@ -237,7 +237,7 @@ export async function checkStore(store: BuildStore, opts: CheckStoreOptions = {}
     const delFiles = db.prepare('DELETE FROM record_files WHERE key = ?');
     db.transaction(() => {
       for (const k of orphans) delFiles.run(k);
-    })();
+    }).immediate();
     for (const l of leases) if (l.pid !== process.pid && !isAlive(l.pid)) store.db.releaseLease(l.id);
     for (const i of issues) if (i.kind === 'record-broken' || i.kind === 'record-files-orphan' || i.kind === 'lease-stale') i.repaired = true;
   }
