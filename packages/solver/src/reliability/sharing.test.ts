@@ -1,7 +1,7 @@
 /**
  * Cache-mount sharing modes under parallel stages (catalog T38): two independent stages
  * mount the same cache id at the same target on a fresh cache, each appends 10,000
- * lines and holds a marker while it sleeps. `locked` runs them one after the other
+ * lines and holds a marker while it waits up to 4 s for the other's. `locked` runs them one after the other
  * (the second sees 20,000 intact lines), `private` gives each its own directory,
  * `shared` runs them at once; uid/gid apply before the step runs.
  */
@@ -41,7 +41,8 @@ describe('T38: cache-mount sharing modes in parallel stages', { concurrency: fal
     const script = [
       `touch /c/busy-${name}`,
       `seq 1 10000 | sed "s/^/${name} /" >> /c/log`,
-      'sleep 2',
+      // wait up to 4 s for the other stage's marker (a rendezvous, so a loaded machine that starts one step late still overlaps)
+      'i=0; while [ $i -lt 40 ] && [ "$(ls /c | grep -c "^busy-")" -lt 2 ]; do sleep 0.1; i=$((i+1)); done',
       'ls /c | grep -c "^busy-" > /r/seen',
       `rm /c/busy-${name}`,
       'wc -l < /c/log > /r/count',
@@ -101,10 +102,10 @@ describe('T38: cache-mount sharing modes in parallel stages', { concurrency: fal
     if (!requireBuildPrereqs(t)) return;
     const { a, b, ms } = await runBoth('type=cache,id=t38-shared,target=/c,uid=33,gid=33');
     t.diagnostic(`shared: ${ms} ms`);
-    // the step that started first still holds its marker when the other looks (2 s sleeps, parallel stages)
-    assert.equal(Math.max(a.seen, b.seen), 2, 'expected the two steps to overlap on a shared cache');
-    assert.equal(Math.max(a.count, b.count), 20000);
-    assert.deepEqual([a.bad, b.bad], [0, 0]);
+    // the step that started first still holds its marker when the other arrives (parallel stages)
+    assert.equal(Math.max(a.seen, b.seen), 2, `expected the two steps to overlap on a shared cache: ${JSON.stringify({ a, b, ms })}`);
+    assert.equal(Math.max(a.count, b.count), 20000, JSON.stringify({ a, b }));
+    // no assertion on torn lines: unlocked appends of two writers may interleave mid-line, as documented for shared
     assert.deepEqual([a.owner, b.owner], ['33:33', '33:33']);
   });
 });
