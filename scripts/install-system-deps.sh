@@ -3,7 +3,7 @@
 # present are not reinstalled, and apt-get update runs only when something is missing.
 set -euo pipefail
 
-PACKAGES=(runc busybox-static docker.io skopeo umoci docker-registry pigz zstd util-linux tar attr iproute2 apache2-utils)
+PACKAGES=(runc busybox-static docker.io skopeo umoci docker-registry pigz zstd bzip2 xz-utils util-linux tar attr iproute2 apache2-utils git)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
