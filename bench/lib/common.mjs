@@ -47,25 +47,37 @@ export async function ensureTree() {
   let key;
   let dir;
   const snapRoot = join(base, 'snaps');
+  let committed = false;
   if (typeof L.openSnapshotter === 'function') {
+    // The tree lives in a COMMITTED snapshot with no parent (exportLayer diffs it like an
+    // active one): active snapshots of dead processes are dropped when a snapshotter
+    // opens, which made every bench process generate the tree again.
     snapshotter = await L.openSnapshotter(snapRoot);
     key = `bench-tree-${files}-${bytes}`;
-    let mounts;
     try {
-      mounts = await snapshotter.mounts(key);
+      committed = (await snapshotter.stat(key)).kind === 'committed';
     } catch {
-      mounts = await snapshotter.prepare(key);
+      committed = false;
     }
-    dir = dirOfMounts(mounts);
+    if (committed) {
+      dir = dirOfMounts(await snapshotter.view(`${key}-view-${process.pid}`, key));
+    } else {
+      await snapshotter.remove(`${key}-active`).catch(() => undefined);
+      dir = dirOfMounts(await snapshotter.prepare(`${key}-active`));
+    }
   } else {
     dir = join(base, `tree-${files}-${bytes}`);
   }
   const want = JSON.stringify({ ...params, dir });
-  if (!existsSync(marker) || readFileSync(marker, 'utf8') !== want) {
+  if (!committed || !existsSync(marker) || readFileSync(marker, 'utf8') !== want) {
     const t = performance.now();
     process.stdout.write(`generating ${files} files, ${mb(bytes).toFixed(0)} MiB under ${dir} ...\n`);
     await mkdir(dir, { recursive: true });
     const got = await makeTree(dir, params);
+    if (snapshotter) {
+      await snapshotter.remove(key).catch(() => undefined);
+      await snapshotter.commit(key, `${key}-active`);
+    }
     await writeFile(marker, want);
     process.stdout.write(`  generated ${got.files} files, ${mb(got.bytes).toFixed(0)} MiB in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
@@ -126,4 +138,34 @@ export async function nodeChild(script, args) {
 
 export async function readJson(p) {
   return JSON.parse(await readFile(p, 'utf8'));
+}
+
+/** Median of numbers. */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Runs `ours()` and `baseline()` alternately, A B B A … (BENCH_RUNS per side, default 2),
+ * so load from other jobs on a shared machine falls on both sides; `between()` (when
+ * given) runs untimed before every run. Each function resolves an object with `ms` (or
+ * `wallMs`). Returns { ours: [...], baseline: [...], oursMs, baselineMs (medians), load: [1-min load at start, at end] }.
+ */
+export async function alternate(ours, baseline, between) {
+  const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? '2'));
+  const { loadavg } = await import('node:os');
+  const o = [];
+  const b = [];
+  const load0 = loadavg()[0];
+  for (let i = 0; i < runs; i++) {
+    const order = i % 2 === 0 ? [[ours, o], [baseline, b]] : [[baseline, b], [ours, o]];
+    for (const [fn, acc] of order) {
+      if (between) await between();
+      acc.push(await fn());
+    }
+  }
+  const ms = (r) => r.wallMs ?? r.ms;
+  return { ours: o, baseline: b, oursMs: median(o.map(ms)), baselineMs: median(b.map(ms)), load: [fmt(load0, 2), fmt(loadavg()[0], 2)] };
 }
