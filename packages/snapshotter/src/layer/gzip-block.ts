@@ -1,7 +1,7 @@
 /**
  * Compression of one block of a parallel gzip stream (runs inside a gzip worker).
  *
- * The block is cut into 4 KiB segments; a segment whose order-0 entropy is above
+ * The block is cut into 4 KiB segments; a segment whose order-0 entropy (sampled) is above
  * 7.6 bits/byte (random or already compressed bytes) is "incompressible". Runs of
  * incompressible segments become deflate stored blocks (a copy, no compressor); the other
  * runs are raw-deflated (the block's first run with the 32 KiB of input before the block
@@ -14,15 +14,20 @@ import zlib from 'node:zlib';
 
 const SEGMENT = 4096;
 const ENTROPY_STORE_THRESHOLD = 7.6;
+const SAMPLE_STRIDE = 4;
 const DICT_SIZE = 32 * 1024;
 const MAX_STORED = 65535;
 const EMPTY_FINAL_BLOCK = [0x03, 0x00];
 
-/** Order-0 entropy in bits per byte of `buf[start, end)`. */
+/**
+ * Order-0 entropy in bits per byte of every 4th byte of `buf[start, end)` (1,024
+ * samples per segment: the full histogram was ~30% of the compression CPU, measured;
+ * random bytes still score ≈7.8 and text ≈4.5-5.5, far from the threshold).
+ */
 function entropy(buf: Uint8Array, start: number, end: number, hist: Uint32Array): number {
   hist.fill(0);
-  for (let i = start; i < end; i++) hist[buf[i]!]!++;
-  const n = end - start;
+  for (let i = start; i < end; i += SAMPLE_STRIDE) hist[buf[i]!]!++;
+  const n = Math.ceil((end - start) / SAMPLE_STRIDE);
   let h = 0;
   for (let s = 0; s < 256; s++) {
     const c = hist[s]!;

@@ -21,7 +21,7 @@ import { compressOnPool } from './gzip-pool.js';
 export interface GzipParallelOptions {
   /** zlib level 0-9 (default {@link DEFAULT_GZIP_LEVEL}). */
   level?: number;
-  /** Bytes of input per independently compressed block, 32 KiB to 64 MiB (default 256 KiB). */
+  /** Bytes of input per independently compressed block, 32 KiB to 64 MiB (default 1 MiB). */
   blockSize?: number;
   /** Blocks compressed at the same time (default: the number of CPUs). */
   workers?: number;
@@ -31,8 +31,8 @@ export interface GzipParallelOptions {
  * Default gzip level for layers. See packages/snapshotter/README.md ("Layer pipeline")
  * for the measurements behind the choice.
  */
-export const DEFAULT_GZIP_LEVEL = 4;
-const DEFAULT_BLOCK_SIZE = 256 * 1024;
+export const DEFAULT_GZIP_LEVEL = 2;
+const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 const DICT_SIZE = 32 * 1024;
 /** gzip header: magic, CM=deflate, no flags, MTIME=0; XFL and OS patched per level. */
 const OS_UNKNOWN = 255;
