@@ -23,6 +23,8 @@ const FIXTURES = join(REPO_ROOT, 'fixtures', 'fidelity');
 const REF = process.env.TSBUILD_REF_DOCKER;
 const SOCK = 'unix:///var/run/docker26.sock';
 const ONLY = process.env.FIDELITY_ONLY?.split(',');
+/** image names on the reference dockerd, unique per run (CI and developers may share it) */
+const TAG = (name: string): string => `fidelity-${process.pid}/${name}`;
 
 interface Outcome {
   image?: StoredImage;
@@ -95,7 +97,7 @@ describe('fidelity: tsbuild vs BuildKit 0.13', { concurrency: false }, () => {
       const dir = dirs.get(name)!;
       const spec = specs.get(name)!;
       const start = Date.now();
-      const args = ['buildx', 'build', '--network', 'host', '--load', '-t', `fidelity/${name}`, '-f', join(dir, spec.dockerfile ?? 'Dockerfile')];
+      const args = ['buildx', 'build', '--network', 'host', '--load', '-t', TAG(name), '-f', join(dir, spec.dockerfile ?? 'Dockerfile')];
       for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
       if (spec.target) args.push('--target', spec.target);
       for (const sec of spec.secrets ?? []) args.push('--secret', sec.src !== undefined ? `id=${sec.id},src=${join(dir, sec.src)}` : `id=${sec.id},env=${sec.env}`);
@@ -105,8 +107,8 @@ describe('fidelity: tsbuild vs BuildKit 0.13', { concurrency: false }, () => {
       const r = await exec(REF, args, { env: refEnv(spec) });
       if (r.code !== 0) return { error: r.stderr, seconds: (Date.now() - start) / 1000 };
       const tar = join(work, `ref-${name}.tar`);
-      const sv = await exec(REF, ['save', '-o', tar, `fidelity/${name}`], { env: refEnv(spec) });
-      if (sv.code !== 0) throw new Error(`docker save fidelity/${name}: ${sv.stderr}`);
+      const sv = await exec(REF, ['save', '-o', tar, TAG(name)], { env: refEnv(spec) });
+      if (sv.code !== 0) throw new Error(`docker save ${TAG(name)}: ${sv.stderr}`);
       const loaded = await loadArchive(store!.content, store!.images, tar);
       await rm(tar, { force: true });
       return { image: loaded[0].image, seconds: (Date.now() - start) / 1000 };
@@ -151,7 +153,7 @@ describe('fidelity: tsbuild vs BuildKit 0.13', { concurrency: false }, () => {
     await store?.close();
     spawnSync('sh', ['-c', `grep -o " ${work}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`], { stdio: 'ignore' });
     await rm(work, { recursive: true, force: true });
-    spawnSync(REF!, ['image', 'rm', '-f', ...cases.map((c) => `fidelity/${c}`)], { env: { ...process.env, DOCKER_HOST: SOCK }, stdio: 'ignore' });
+    spawnSync(REF!, ['image', 'rm', '-f', ...cases.map((c) => TAG(c))], { env: { ...process.env, DOCKER_HOST: SOCK }, stdio: 'ignore' });
   });
 
   it('has at least 30 cases', () => {
@@ -159,7 +161,7 @@ describe('fidelity: tsbuild vs BuildKit 0.13', { concurrency: false }, () => {
   });
 
   for (const name of cases) {
-    it(name, async (t) => {
+    it(name, { timeout: 240_000 }, async (t) => {
       if (!active) {
         t.skip('reference BuildKit not running');
         return;
