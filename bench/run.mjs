@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const ALL = ['export-gzip', 'export-uncompressed', 'zstd-vs-gzip', 'apply-gzip', 'diff-small-change', 'registry', 'noop-rebuild'];
+const ALL = ['export-gzip', 'export-uncompressed', 'zstd-vs-gzip', 'apply-gzip', 'diff-small-change', 'registry', 'noop-rebuild', 'parallel-stages'];
 // run only when named: `peers` times a BuildKit daemon beside tsbuild (see peers.mjs)
 const ON_REQUEST = ['peers'];
 const names = process.argv.slice(2);

@@ -127,22 +127,4 @@ describe('build semantics and cache', { concurrency: false }, () => {
     assert.equal(runStep?.cached, false);
     assert.match(runStep?.reason ?? '', /parent/);
   });
-
-  it('four independent `RUN sleep 1` stages finish in under 1.5 s', async (t) => {
-    if (!ok) return t.skip('prerequisites missing');
-    const stages = [1, 2, 3, 4].map((i) => `FROM busybox:local AS s${i}\nRUN sleep 1 && echo ${i} > /out${i}\n`).join('');
-    const df = `${stages}FROM busybox:local\n${[1, 2, 3, 4].map((i) => `COPY --from=s${i} /out${i} /\n`).join('')}`;
-    await run('FROM busybox:local\nRUN true\n', { noCache: true }); // warm: executor probe, base unpacked
-    // best of two: the other test file CI runs beside this one competes for the 2 cores
-    let best = Infinity;
-    for (let attempt = 0; attempt < 2 && best >= 1500; attempt++) {
-      const t0 = Date.now();
-      const { events } = await run(df, { noCache: true, jobs: 4 });
-      const total = Date.now() - t0;
-      const stageDone = Math.max(...events.filter((e) => e.type === 'vertex' && e.completed !== undefined && /sleep 1/.test(e.name)).map((e) => (e.type === 'vertex' ? (e.completed ?? 0) : 0)));
-      best = Math.min(best, stageDone - t0);
-      t.diagnostic(`attempt ${attempt + 1}: the four stages done after ${stageDone - t0} ms; the whole build (+4 COPY --from steps, export) ${total} ms`);
-    }
-    assert.ok(best < 1500, `four 1 s stages took ${best} ms (expected about the slowest, under 1.5 s)`);
-  });
 });
