@@ -25,6 +25,10 @@ import type { RegistryOptions, TransferProgress } from './types.js';
 
 const MAX_INDEX_DEPTH = 4;
 const MAX_MOUNT_SOURCES = 3;
+/** Pulled bytes are handed to the content writer in writes of about this size. */
+const WRITE_BATCH = 1 << 20;
+/** Bytes of one blob handed to the writer and not yet written, before the download waits. */
+const MAX_INFLIGHT_WRITE = 8 << 20;
 const FOREIGN_LAYER_TYPES: ReadonlySet<string> = new Set([
   MediaTypes.dockerForeignLayerGzip,
   'application/vnd.oci.image.layer.nondistributable.v1.tar',
@@ -176,7 +180,8 @@ export class RegistryClient {
     const limit = pLimit(this.#opts.concurrency);
     const seen = new Set<Digest>();
     const blobs = [config, ...layers].filter((d) => (seen.has(d.digest) ? false : (seen.add(d.digest), true)));
-    const results = await Promise.allSettled(blobs.map((d) => limit(() => this.#pullBlob(store, r.endpoint, r.ref, d))));
+    // Every blob starts at once; `limit` bounds the downloads, commits (fsync) run outside it.
+    const results = await Promise.allSettled(blobs.map((d) => this.#pullBlob(store, r.endpoint, r.ref, d, limit)));
     const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     // Manifests last, leaf first, so a stored manifest always has its blobs.
@@ -207,8 +212,19 @@ export class RegistryClient {
     return platformRank(platform, p) === undefined ? undefined : image;
   }
 
-  /** Downloads one blob into the store (skipped when present), verifying size and digest, resuming with Range. */
-  async #pullBlob(store: ContentStore, endpoint: Endpoint, ref: ImageReference, desc: Descriptor): Promise<void> {
+  /**
+   * Downloads one blob into the store (skipped when present), verifying size and digest,
+   * resuming with Range. `slot` bounds the download (the HTTP body) only: the commit
+   * (fsync, rename) runs after the slot is released, so a blob's fsync overlaps the next
+   * downloads instead of holding a connection slot.
+   *
+   * Body chunks (64 KiB from the socket) are coalesced into {@link WRITE_BATCH} writes and
+   * handed to the writer without waiting for the previous write, up to
+   * {@link MAX_INFLIGHT_WRITE} bytes in flight per blob: a write's round trip through the
+   * thread pool no longer stalls the socket (one awaited write per chunk capped each
+   * download at chunk size / write latency).
+   */
+  async #pullBlob(store: ContentStore, endpoint: Endpoint, ref: ImageReference, desc: Descriptor, slot: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<void> {
     if (await store.has(desc.digest)) {
       const info = await store.info(desc.digest);
       if (info.size !== desc.size) throw new SizeMismatchError(desc.size, info.size);
@@ -216,67 +232,127 @@ export class RegistryClient {
       return;
     }
     const url = `${endpoint.base}${repoPath(ref)}/blobs/${desc.digest}`;
-    let writer: ContentWriter = await store.writer();
-    let written = 0;
+    let writer: ContentWriter | undefined;
     try {
-      for (let attempt = 0; ; attempt++) {
-        const headers: Record<string, string> = written > 0 ? { range: `bytes=${written}-` } : {};
-        const res = await this.#transport.request({ endpoint, scopes: [`repository:${ref.path}:pull`], method: 'GET', url, headers });
-        if (res.status === 404 && FOREIGN_LAYER_TYPES.has(desc.mediaType)) {
-          // Foreign layers live at their `urls`, which we never follow (CVE-2020-15157); readImage tolerates their absence.
-          await discard(res);
-          await writer.abort();
-          return;
-        }
-        if (res.status === 206 && written > 0) {
-          const m = /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '');
-          if (m === null || Number(m[1]) !== written) {
-            await discard(res);
-            throw new RegistryProtocolError(url, `expected a range starting at byte ${written}, found ${JSON.stringify(res.headers.get('content-range'))}`);
-          }
-        } else if (res.status === 200) {
-          if (written > 0) {
-            // The server ignored Range: start over.
-            await writer.abort();
-            writer = await store.writer();
-            written = 0;
-          }
-        } else {
-          throw await responseError(res, 'GET', url, 'http 200 with the blob');
-        }
-        const declared = res.headers.get('content-length');
-        if (declared !== null && written + Number(declared) > desc.size) {
-          await discard(res);
-          throw new SizeMismatchError(desc.size, written + Number(declared));
-        }
-        try {
-          for await (const chunk of res.body as AsyncIterable<Buffer>) {
-            if (written + chunk.byteLength > desc.size) {
-              res.body.destroy();
-              throw new SizeMismatchError(desc.size, written + chunk.byteLength);
-            }
-            await writer.write(chunk);
-            written += chunk.byteLength;
-            this.#progress({ id: desc.digest, action: 'pull', current: written, total: desc.size });
-          }
-        } catch (err) {
-          if (!isTransient(err) || attempt >= this.#opts.retries) throw err;
-          await this.#transport.backoff(attempt);
-          continue;
-        }
-        if (written < desc.size) {
-          // The body ended early without an error (a truncating proxy or server): retry, resuming.
-          if (attempt >= this.#opts.retries) throw new SizeMismatchError(desc.size, written);
-          await this.#transport.backoff(attempt);
-          continue;
-        }
-        break;
+      const downloaded = await slot(async () => {
+        writer = await store.writer();
+        return this.#download(store, endpoint, ref, desc, url, writer, (w) => (writer = w));
+      });
+      // 'foreign' when the registry does not serve a foreign layer: nothing to commit.
+      if (downloaded === 'foreign') {
+        await writer!.abort();
+        return;
       }
-      await writer.commit({ digest: desc.digest, size: desc.size });
+      await writer!.commit({ digest: desc.digest, size: desc.size });
     } catch (err) {
-      await writer.abort();
+      await writer?.abort();
       throw err;
     }
+  }
+
+  /** The GET loop of {@link #pullBlob}: fills `writer` with exactly `desc.size` bytes (or reports a missing foreign layer). */
+  async #download(store: ContentStore, endpoint: Endpoint, ref: ImageReference, desc: Descriptor, url: string, first: ContentWriter, replace: (w: ContentWriter) => void): Promise<'ok' | 'foreign'> {
+    let writer = first;
+    /** Bytes received and handed (or about to be handed) to the writer. */
+    let written = 0;
+    // Chunks are copied into WRITE_BATCH buffers that are reused once written (a fresh
+    // buffer per batch cost more in GC than the copy).
+    const free: Buffer[] = [];
+    let cur: Buffer | undefined;
+    let fill = 0;
+    const inflight: { done: Promise<void>; buf: Buffer }[] = [];
+    const drainTo = async (limit: number): Promise<void> => {
+      while (inflight.length * WRITE_BATCH > limit) {
+        const w = inflight.shift()!;
+        await w.done;
+        free.push(w.buf);
+      }
+    };
+    const flush = async (): Promise<void> => {
+      if (cur === undefined || fill === 0) return;
+      const buf = cur;
+      const n = fill;
+      cur = undefined;
+      fill = 0;
+      const done = writer.write(n === buf.byteLength ? buf : buf.subarray(0, n));
+      // Failures are sticky in the writer (commit rethrows them); this handler only keeps
+      // a write nobody awaits yet from counting as an unhandled rejection.
+      done.catch(() => undefined);
+      inflight.push({ done, buf });
+      await drainTo(MAX_INFLIGHT_WRITE);
+      this.#progress({ id: desc.digest, action: 'pull', current: written, total: desc.size });
+    };
+    const take = async (chunk: Buffer): Promise<void> => {
+      let off = 0;
+      while (off < chunk.byteLength) {
+        cur ??= free.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+        const n = Math.min(chunk.byteLength - off, WRITE_BATCH - fill);
+        chunk.copy(cur, fill, off, off + n);
+        fill += n;
+        off += n;
+        if (fill === WRITE_BATCH) await flush();
+      }
+    };
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = written > 0 ? { range: `bytes=${written}-` } : {};
+      const res = await this.#transport.request({ endpoint, scopes: [`repository:${ref.path}:pull`], method: 'GET', url, headers });
+      if (res.status === 404 && FOREIGN_LAYER_TYPES.has(desc.mediaType)) {
+        // Foreign layers live at their `urls`, which we never follow (CVE-2020-15157); readImage tolerates their absence.
+        await discard(res);
+        return 'foreign';
+      }
+      if (res.status === 206 && written > 0) {
+        const m = /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '');
+        if (m === null || Number(m[1]) !== written) {
+          await discard(res);
+          throw new RegistryProtocolError(url, `expected a range starting at byte ${written}, found ${JSON.stringify(res.headers.get('content-range'))}`);
+        }
+      } else if (res.status === 200) {
+        if (written > 0) {
+          // The server ignored Range: start over.
+          cur = undefined;
+          fill = 0;
+          inflight.length = 0;
+          await writer.abort();
+          writer = await store.writer();
+          replace(writer);
+          written = 0;
+        }
+      } else {
+        throw await responseError(res, 'GET', url, 'http 200 with the blob');
+      }
+      const declared = res.headers.get('content-length');
+      if (declared !== null && written + Number(declared) > desc.size) {
+        await discard(res);
+        throw new SizeMismatchError(desc.size, written + Number(declared));
+      }
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          if (written + chunk.byteLength > desc.size) {
+            res.body.destroy();
+            throw new SizeMismatchError(desc.size, written + chunk.byteLength);
+          }
+          written += chunk.byteLength;
+          await take(chunk);
+        }
+      } catch (err) {
+        // Bytes received before the error are good: hand them over, then resume after them.
+        await flush();
+        if (!isTransient(err) || attempt >= this.#opts.retries) throw err;
+        await this.#transport.backoff(attempt);
+        continue;
+      }
+      await flush();
+      if (written < desc.size) {
+        // The body ended early without an error (a truncating proxy or server): retry, resuming.
+        if (attempt >= this.#opts.retries) throw new SizeMismatchError(desc.size, written);
+        await this.#transport.backoff(attempt);
+        continue;
+      }
+      break;
+    }
+    await drainTo(0);
+    return 'ok';
   }
 
   /**

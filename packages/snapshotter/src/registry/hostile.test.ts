@@ -11,7 +11,7 @@ import { ContentTooLargeError, DigestMismatchError, InvalidManifestError, SizeMi
 import { ImageStore } from '../image/image-store.js';
 import { MediaTypes, type StoredImage } from '../image/types.js';
 import { RegistryClient } from './client.js';
-import { buildTestImage, freePort, tempDir } from './test-helpers/registry.js';
+import { buildTestImage, freePort, noise, tempDir } from './test-helpers/registry.js';
 import type { TransferProgress } from './types.js';
 
 type BlobMode = 'ok' | 'flip' | 'short' | 'long' | 'drop-once' | 'drop-once-no-range' | '503-once' | '429-once' | 'redirect';
@@ -271,6 +271,27 @@ describe('pulling from a hostile registry', () => {
     const img = await client().pull(dst.store, dst.images, `${reg.host}/h/app:v1`);
     assert.equal(img.manifestDigest, image.manifestDigest);
     assert.equal(sha256(await dst.store.readBlob(bigLayer())), bigLayer());
+  });
+
+  test('a 20 MiB blob dropped halfway (past the writes still in flight) is resumed or restarted, and verified', async () => {
+    // Bigger than the client's write batches and its in-flight write window, so the
+    // bytes handed to the writer before the drop and the resume offset must agree.
+    const bytes = noise(20 * 1024 * 1024 + 12_345, 7); // the drop falls inside a write batch
+    const desc = { mediaType: MediaTypes.ociLayerGzip, digest: sha256(bytes), size: bytes.length };
+    b.blobs.set(desc.digest, bytes);
+    for (const mode of ['drop-once', 'drop-once-no-range'] as const) {
+      b.blobMode.set(desc.digest, mode);
+      attempts.clear();
+      seen.length = 0;
+      const dst = await fresh();
+      const events: TransferProgress[] = [];
+      await client({ onProgress: (e) => events.push(e) }).fetchBlob(dst.store, `${reg.host}/h/app:v1`, desc);
+      const gets = seen.filter((x) => x.path.endsWith(desc.digest));
+      assert.equal(gets.length, 2, mode);
+      if (mode === 'drop-once') assert.match(gets[1]!.range ?? '', /^bytes=[1-9]\d*-$/);
+      assert.equal(sha256(await dst.store.readBlob(desc.digest)), desc.digest, mode);
+      assert.equal(events.at(-1)?.current, desc.size, mode);
+    }
   });
 
   test('503 and 429 are retried', async () => {
