@@ -82,21 +82,23 @@ describe('writeLayer', () => {
     }
   });
 
-  it('abort (signal) leaves nothing in the store', async () => {
-    const before = await blobsIn();
-    const ac = new AbortController();
-    let sent = 0;
-    const src = new Readable({
-      read() {
-        sent++;
-        if (sent === 20) ac.abort();
-        this.push(textBytes(sent, 65536));
-      },
+  for (const compression of ['gzip', 'zstd'] as const) {
+    it(`${compression}: abort (signal) leaves nothing in the store`, async () => {
+      const before = await blobsIn();
+      const ac = new AbortController();
+      let sent = 0;
+      const src = new Readable({
+        read() {
+          sent++;
+          if (sent === 20) ac.abort();
+          this.push(textBytes(sent, 65536));
+        },
+      });
+      await assert.rejects(writeLayer(src, store, { compression, signal: ac.signal }), { name: 'AbortError' });
+      assert.deepEqual(await blobsIn(), before);
+      assert.deepEqual(await ingestEntries(), []);
     });
-    await assert.rejects(writeLayer(src, store, { signal: ac.signal }), { name: 'AbortError' });
-    assert.deepEqual(await blobsIn(), before);
-    assert.deepEqual(await ingestEntries(), []);
-  });
+  }
 
   it('an upstream error leaves nothing in the store and is rethrown', async () => {
     const before = await blobsIn();
