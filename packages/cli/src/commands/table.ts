@@ -9,17 +9,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
-/** Human-readable size in decimal units, as docker prints them. */
-export function humanSize(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let x = n;
-  while (x >= 1000 && i < units.length - 1) {
-    x /= 1000;
-    i++;
-  }
-  return i === 0 ? `${x}B` : `${x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0)}${units[i]}`;
-}
+export { humanSize } from '../format.js';
 
 /** "5 minutes ago" style ages. */
 export function ago(iso: string | number | undefined, now = Date.now()): string {

@@ -1,4 +1,5 @@
 import type { ProgressEvent } from '@tsbuild/solver';
+import { humanSize } from '../format.js';
 
 interface VertexState {
   n: number;
@@ -90,22 +91,11 @@ export class PlainRenderer {
   }
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let x = n;
-  while (x >= 1000 && i < units.length - 1) {
-    x /= 1000;
-    i++;
-  }
-  return i === 0 ? `${x}B` : `${x.toFixed(x < 10 ? 2 : 1)}${units[i]}`;
-}
-
 /** `12.3MB / 40.0MB` or, for a finished transfer, `40.0MB in 2.1s (19.0MB/s)`. */
 export function throughput(e: { current: number; total?: number; started?: number; completed?: number }): string {
   if (e.started !== undefined && e.completed !== undefined) {
     const secs = Math.max(0.001, (e.completed - e.started) / 1000);
-    return `${formatBytes(e.current)} in ${secs.toFixed(1)}s (${formatBytes(Math.round(e.current / secs))}/s)`;
+    return `${humanSize(e.current)} in ${secs.toFixed(1)}s (${humanSize(Math.round(e.current / secs))}/s)`;
   }
-  return `${formatBytes(e.current)}${e.total !== undefined ? ` / ${formatBytes(e.total)}` : ''}`;
+  return `${humanSize(e.current)}${e.total !== undefined ? ` / ${humanSize(e.total)}` : ''}`;
 }
