@@ -41,12 +41,17 @@ export interface FileDigest {
   digest: string;
 }
 
-export interface MemoEntry {
-  size: number;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  ino: bigint;
-  digest: string;
+/**
+ * One context directory's memo row: for each file whose content digest is known, its name
+ * and the lstat fields that must be unchanged for the digest to be reused. Parallel
+ * layouts (no object per file): entry `i` is `names[i]`, `stats[4i..4i+3]` = size,
+ * mtimeMs, ctimeMs, ino (the doubles `fs.lstat` returns), and `digests.slice(64i, 64i+64)`
+ * = the sha256 hex of its content.
+ */
+export interface DirMemo {
+  names: string[];
+  stats: Float64Array;
+  digests: string;
 }
 
 export interface BuildStepSummary {
@@ -97,14 +102,13 @@ CREATE TABLE IF NOT EXISTS record_files (
   digest TEXT NOT NULL,
   PRIMARY KEY (key, path)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS file_memo (
-  path TEXT PRIMARY KEY,
-  size INTEGER NOT NULL,
-  mtime_ns TEXT NOT NULL,
-  ctime_ns TEXT NOT NULL,
-  ino TEXT NOT NULL,
-  digest TEXT NOT NULL
-) WITHOUT ROWID;
+DROP TABLE IF EXISTS file_memo;
+CREATE TABLE IF NOT EXISTS context_memo (
+  dir TEXT PRIMARY KEY,
+  names TEXT NOT NULL,
+  stats BLOB NOT NULL,
+  digests TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS source_digests (
   key TEXT PRIMARY KEY,
   digest TEXT NOT NULL,
@@ -155,6 +159,7 @@ function toRecord(row: RecordRow): CacheRecord {
  */
 export class CacheDb {
   readonly db: Database.Database;
+  private memoGet: Database.Statement | undefined;
 
   private constructor(db: Database.Database) {
     this.db = db;
@@ -236,25 +241,33 @@ export class CacheDb {
     }).immediate();
   }
 
-  /** Loads the memo rows for every path under `prefix` (a directory with trailing slash). */
-  loadMemo(prefix: string): Map<string, MemoEntry> {
-    const rows = this.db
-      .prepare('SELECT path, size, mtime_ns, ctime_ns, ino, digest FROM file_memo WHERE path >= ? AND path < ?')
-      .all(prefix, `${prefix}\uffff`) as { path: string; size: number; mtime_ns: string; ctime_ns: string; ino: string; digest: string }[];
-    const out = new Map<string, MemoEntry>();
-    for (const r of rows) {
-      out.set(r.path, { size: r.size, mtimeNs: BigInt(r.mtime_ns), ctimeNs: BigInt(r.ctime_ns), ino: BigInt(r.ino), digest: r.digest });
-    }
-    return out;
+  /**
+   * The memo row of one context directory (an absolute path), or undefined. A row whose
+   * parts disagree in length (damaged) reads as absent: the memo is only a cache.
+   */
+  loadDirMemo(dir: string): DirMemo | undefined {
+    this.memoGet ??= this.db.prepare('SELECT names, stats, digests FROM context_memo WHERE dir = ?').raw();
+    const row = this.memoGet.get(dir) as [string, Buffer, string] | undefined;
+    if (!row) return undefined;
+    const [joined, blob, digests] = row;
+    const names = joined === '' ? [] : joined.split('/');
+    if (blob.length !== names.length * 32 || digests.length !== names.length * 64) return undefined;
+    // copied: a Float64Array view needs 8-byte alignment, which SQLite's buffer need not have
+    const stats = new Float64Array(names.length * 4);
+    new Uint8Array(stats.buffer).set(blob);
+    return { names, stats, digests };
   }
 
-  saveMemo(entries: ReadonlyMap<string, MemoEntry>): void {
-    if (entries.size === 0) return;
-    const stmt = this.db.prepare(
-      'INSERT OR REPLACE INTO file_memo (path, size, mtime_ns, ctime_ns, ino, digest) VALUES (?, ?, ?, ?, ?, ?)',
-    );
+  /** Replaces the memo rows of some directories (absolute paths), in one transaction. */
+  saveDirMemos(rows: ReadonlyMap<string, DirMemo>): void {
+    if (rows.size === 0) return;
+    const put = this.db.prepare('INSERT OR REPLACE INTO context_memo (dir, names, stats, digests) VALUES (?, ?, ?, ?)');
+    const del = this.db.prepare('DELETE FROM context_memo WHERE dir = ?');
     this.db.transaction(() => {
-      for (const [p, e] of entries) stmt.run(p, e.size, e.mtimeNs.toString(), e.ctimeNs.toString(), e.ino.toString(), e.digest);
+      for (const [dir, m] of rows) {
+        if (m.names.length === 0) del.run(dir);
+        else put.run(dir, m.names.join('/'), Buffer.from(m.stats.buffer, m.stats.byteOffset, m.stats.byteLength), m.digests);
+      }
     }).immediate();
   }
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { join } from 'node:path';
 import pLimit from 'p-limit';
-import type { CacheDb, FileDigest, MemoEntry } from '../cache/cache-db.js';
+import type { CacheDb, DirMemo, FileDigest } from '../cache/cache-db.js';
 import { sha256Key, type Key } from '../cache/keys.js';
 import { BuildError } from '../errors.js';
 import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
@@ -19,9 +19,8 @@ export interface ContextEntry {
   mode: number;
   size: number;
   mtimeMs: number;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  ino: bigint;
+  ctimeMs: number;
+  ino: number;
   uid: number;
   gid: number;
   linkTarget?: string;
@@ -37,25 +36,61 @@ export interface SourceMatch {
 
 const GLOB_CHARS = /[*?[\\]/;
 const HASH_CONCURRENCY = 16;
+/** the content digest the memo vouched for when the entry was lstat'ed (kept off the public type) */
+const MEMO = Symbol('memo digest');
+type Entry = ContextEntry & { [MEMO]: string | undefined };
+
+/**
+ * Files whose mtime or ctime is this close to the build's start are not memoised: a
+ * later same-size edit in the same kernel timestamp tick (coarse clocks tick every
+ * 1-10 ms) would leave size, times and inode unchanged (git's "racily clean" files).
+ */
+const DEFAULT_RACY_WINDOW_MS = 1000;
+
+/** A digest learned this build, for the memo. */
+interface MemoUpdate {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  hex: string;
+}
+
+/** The memo of one context directory during a build. */
+interface DirState {
+  row: DirMemo | undefined;
+  index: Map<string, number> | undefined;
+  /** the directory's full listing, when this build read it (names absent from it are dropped) */
+  listed: string[] | undefined;
+  updates: Map<string, MemoUpdate> | undefined;
+}
 
 /**
  * A local build context: the directory, its .dockerignore rules, and an incremental
- * content hasher whose metadata memo (size, mtime, ctime, inode) lives in the store's
- * index so unchanged files are never re-read.
+ * content hasher whose metadata memo (size, mtime, ctime, inode per file, one row per
+ * directory) lives in the store's index so unchanged files are never re-read.
+ * A context is read once per build: directory walks are cached, so several COPY
+ * instructions see the same files.
  */
 export class BuildContext {
   readonly dir: string;
   readonly ignore: IgnoreMatcher;
   private readonly db: CacheDb | undefined;
-  private memo: Map<string, MemoEntry> | undefined;
-  private readonly memoUpdates = new Map<string, MemoEntry>();
-  private readonly entryCache = new Map<string, ContextEntry | null>();
+  /** `dir` with exactly one trailing slash */
+  private readonly prefix: string;
+  private readonly racyBefore: number;
+  private readonly dirs = new Map<string, DirState>();
+  private readonly entryCache = new Map<string, Entry | null>();
+  private readonly walkCache = new Map<string, Entry[]>();
   private readonly digestCache = new Map<string, Promise<string>>();
 
-  private constructor(dir: string, ignore: IgnoreMatcher, db: CacheDb | undefined) {
+  private constructor(dir: string, ignore: IgnoreMatcher, db: CacheDb | undefined, racyWindowMs: number) {
     this.dir = dir;
     this.ignore = ignore;
     this.db = db;
+    this.prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    // taken before any lstat of this build
+    this.racyBefore = Date.now() - racyWindowMs;
   }
 
   /**
@@ -63,11 +98,16 @@ export class BuildContext {
    * and no memo (used for `COPY --from` a stage's mounted root filesystem).
    */
   static tree(dir: string): BuildContext {
-    return new BuildContext(dir, new IgnoreMatcher([]), undefined);
+    return new BuildContext(dir, new IgnoreMatcher([]), undefined, DEFAULT_RACY_WINDOW_MS);
   }
 
-  /** Opens a context directory; `dockerfile` (a path) selects `<Dockerfile>.dockerignore` when present. */
-  static async open(dir: string, db: CacheDb, opts: { dockerfile?: string } = {}): Promise<BuildContext> {
+  /**
+   * Opens a context directory; `dockerfile` (a path) selects `<Dockerfile>.dockerignore` when present.
+   * `racyWindowMs` (default 1000): files changed less than this long before the context was
+   * opened are hashed but not memoised (a same-size edit within the same timestamp tick
+   * would otherwise go unseen); tests use 0.
+   */
+  static async open(dir: string, db: CacheDb, opts: { dockerfile?: string; racyWindowMs?: number } = {}): Promise<BuildContext> {
     const st = await lstat(dir).catch(() => undefined);
     if (!st || !st.isDirectory()) throw new BuildError(`build context ${JSON.stringify(dir)} is not a directory`, 'INVALID_ARGUMENT');
     let text: string | undefined;
@@ -80,39 +120,71 @@ export class BuildContext {
     } catch (err) {
       throw new BuildError(`.dockerignore: ${(err as Error).message}`, 'INVALID_ARGUMENT');
     }
-    return new BuildContext(dir, matcher, db);
+    return new BuildContext(dir, matcher, db, opts.racyWindowMs ?? DEFAULT_RACY_WINDOW_MS);
   }
 
-  private async entry(rel: string): Promise<ContextEntry | null> {
+  /** The memo state of a directory of the context (its row loaded on first use). */
+  private dirState(dirRel: string): DirState {
+    let ds = this.dirs.get(dirRel);
+    if (ds === undefined) {
+      const row = this.db?.loadDirMemo(this.abs(dirRel));
+      let index: Map<string, number> | undefined;
+      if (row !== undefined) {
+        index = new Map();
+        for (let i = 0; i < row.names.length; i++) index.set(row.names[i]!, i);
+      }
+      ds = { row, index, listed: undefined, updates: undefined };
+      this.dirs.set(dirRel, ds);
+    }
+    return ds;
+  }
+
+  /** lstat of one path; for a regular file, the memo's digest when size, times and inode are unchanged. */
+  private stat(rel: string, ds: DirState | undefined, name: string): Entry | null {
+    const abs = this.abs(rel);
+    // synchronous lstat: measured several times faster than fs.promises for 100,000-file walks;
+    // plain numbers (no bigint): equality of the doubles is what the memo needs (see README)
+    const st: Stats | undefined = lstatSync(abs, { throwIfNoEntry: false });
+    if (st === undefined) return null;
+    const type: EntryType = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+    let memo: string | undefined;
+    if (type === 'file' && this.db !== undefined) {
+      const d = ds ?? this.dirState(parentOf(rel));
+      const i = d.index?.get(name);
+      if (i !== undefined) {
+        const s = d.row!.stats;
+        const o = i * 4;
+        if (s[o] === st.size && s[o + 1] === st.mtimeMs && s[o + 2] === st.ctimeMs && s[o + 3] === st.ino) {
+          memo = `sha256:${d.row!.digests.slice(i * 64, i * 64 + 64)}`;
+        }
+      }
+    }
+    return {
+      rel,
+      type,
+      mode: st.mode,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      ino: st.ino,
+      uid: st.uid,
+      gid: st.gid,
+      linkTarget: type === 'symlink' ? readlinkSync(abs) : undefined,
+      [MEMO]: memo,
+    };
+  }
+
+  private entry(rel: string): Entry | null {
     const cached = this.entryCache.get(rel);
     if (cached !== undefined) return cached;
-    const abs = rel === '' ? this.dir : join(this.dir, rel);
-    // synchronous lstat: measured several times faster than fs.promises for 100,000-file walks
-    const st = lstatSync(abs, { bigint: true, throwIfNoEntry: false });
-    let e: ContextEntry | null = null;
-    if (st) {
-      const type: EntryType = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-      e = {
-        rel,
-        type,
-        mode: Number(st.mode),
-        size: Number(st.size),
-        mtimeMs: Number(st.mtimeMs),
-        mtimeNs: st.mtimeNs,
-        ctimeNs: st.ctimeNs,
-        ino: st.ino,
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-      };
-      if (type === 'symlink') e.linkTarget = readlinkSync(abs);
-    }
+    const e = this.stat(rel, undefined, rel.slice(rel.lastIndexOf('/') + 1));
     this.entryCache.set(rel, e);
     return e;
   }
 
   /** Absolute host path of a context entry. */
   abs(rel: string): string {
-    return rel === '' ? this.dir : join(this.dir, rel);
+    return rel === '' ? this.dir : this.prefix + rel;
   }
 
   /**
@@ -131,7 +203,7 @@ export class BuildContext {
         continue;
       }
       const cur = [...done, seg].join('/');
-      const e = await this.entry(cur);
+      const e = this.entry(cur);
       if (e && e.type === 'symlink') {
         if (++hops > 255) throw new BuildError(`too many levels of symbolic links resolving ${JSON.stringify(rel)} in the build context`, 'INVALID_ARGUMENT');
         const target = e.linkTarget!;
@@ -145,31 +217,42 @@ export class BuildContext {
     return done.join('/');
   }
 
-  /** Walks a directory of the context, skipping ignored paths; entries sorted by path. */
-  private async walk(rootRel: string, out: ContextEntry[]): Promise<void> {
-    const abs = this.abs(rootRel);
+  /** Everything below a directory of the context, ignored paths skipped, sorted by path; read once per build. */
+  private walk(rootRel: string): Entry[] {
+    let out = this.walkCache.get(rootRel);
+    if (out === undefined) {
+      out = [];
+      this.walkInto(rootRel, out);
+      this.walkCache.set(rootRel, out);
+    }
+    return out;
+  }
+
+  private walkInto(rootRel: string, out: Entry[]): void {
     let names: string[];
     try {
-      names = readdirSync(abs).sort();
+      names = readdirSync(this.abs(rootRel)).sort();
     } catch (err) {
       throw new BuildError(`reading ${JSON.stringify(rootRel || '.')} in the build context: ${(err as Error).message}`, 'INTERNAL', { cause: err });
     }
-    const rels = names.map((n) => (rootRel === '' ? n : `${rootRel}/${n}`));
-    const entries = await Promise.all(rels.map((r) => this.entry(r)));
-    for (let i = 0; i < rels.length; i++) {
-      const e = entries[i];
+    const ds = this.db !== undefined ? this.dirState(rootRel) : undefined;
+    if (ds !== undefined) ds.listed = names;
+    const entries: (Entry | null)[] = new Array<Entry | null>(names.length);
+    for (let i = 0; i < names.length; i++) entries[i] = this.stat(rootRel === '' ? names[i]! : `${rootRel}/${names[i]!}`, ds, names[i]!);
+    const filtering = this.ignore.patterns.length > 0;
+    for (const e of entries) {
       if (!e) continue;
-      const ignored = this.ignore.ignores(e.rel);
+      const ignored = filtering && this.ignore.ignores(e.rel);
       if (ignored && !(e.type === 'dir' && this.ignore.hasExceptions)) continue;
       if (!ignored) {
         out.push(e);
-        if (e.type === 'dir') await this.walk(e.rel, out);
+        if (e.type === 'dir') this.walkInto(e.rel, out);
         continue;
       }
       // an excluded directory is still walked for exceptions (`!dir/keep`); it is sent
       // (as itself) only when something beneath it is, like BuildKit's context transfer
-      const below: ContextEntry[] = [];
-      await this.walk(e.rel, below);
+      const below: Entry[] = [];
+      this.walkInto(e.rel, below);
       if (below.length > 0) out.push(e, ...below);
     }
   }
@@ -190,27 +273,13 @@ export class BuildContext {
     const out: SourceMatch[] = [];
     for (const r0 of roots) {
       const r = opts.followRootSymlink === false ? r0 : await this.resolve(r0);
-      const e = await this.entry(r);
+      const e = this.entry(r);
       if (!e || (r !== '' && this.ignore.ignores(r) && e.type !== 'dir')) continue;
-      const entries: ContextEntry[] = [e];
-      if (e.type === 'dir') await this.walk(r, entries);
+      const entries: ContextEntry[] = e.type === 'dir' ? [e, ...this.walk(r)] : [e];
       if (r !== '' && this.ignore.ignores(r) && entries.length === 1) continue;
       out.push({ pattern, root: e, entries });
     }
     return out;
-  }
-
-  private loadMemo(): Map<string, MemoEntry> {
-    if (!this.db) return (this.memo ??= new Map());
-    this.memo ??= this.db.loadMemo(this.dir.endsWith('/') ? this.dir : `${this.dir}/`);
-    return this.memo;
-  }
-
-  /** Content digest of a regular file, through the metadata memo. */
-  /** The memo's digest when the file's metadata is unchanged (most files of a rebuild: no promise, no read). */
-  private memoDigest(e: ContextEntry): string | undefined {
-    const m = this.loadMemo().get(this.abs(e.rel));
-    return m && m.size === e.size && m.mtimeNs === e.mtimeNs && m.ctimeNs === e.ctimeNs && m.ino === e.ino ? m.digest : undefined;
   }
 
   private fileDigest(e: ContextEntry): Promise<string> {
@@ -224,57 +293,154 @@ export class BuildContext {
 
   private async computeFileDigest(e: ContextEntry): Promise<string> {
     const abs = this.abs(e.rel);
-    const m = this.loadMemo().get(abs);
-    if (m && m.size === e.size && m.mtimeNs === e.mtimeNs && m.ctimeNs === e.ctimeNs && m.ino === e.ino) return m.digest;
     const h = createHash('sha256');
     if (e.size < 1 << 20) {
       h.update(await readFile(abs));
     } else {
       for await (const chunk of createReadStream(abs, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
     }
-    const digest = `sha256:${h.digest('hex')}`;
-    this.memoUpdates.set(abs, { size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs, ino: e.ino, digest });
-    return digest;
+    const hex = h.digest('hex');
+    // a file changed within the racy window is hashed every build until it is older
+    if (this.db !== undefined && e.mtimeMs < this.racyBefore && e.ctimeMs < this.racyBefore) {
+      const ds = this.dirState(parentOf(e.rel));
+      (ds.updates ??= new Map()).set(e.rel.slice(e.rel.lastIndexOf('/') + 1), { size: e.size, mtimeMs: e.mtimeMs, ctimeMs: e.ctimeMs, ino: e.ino, hex });
+    }
+    return `sha256:${hex}`;
   }
 
   /**
    * The digest of what a set of sources contributes to a COPY: per entry its path
    * relative to the source root, type, permission bits, link target and content
    * digest (never mtimes or owners, which COPY resets). Also returns per-file digests
-   * keyed by context path, for explaining cache misses.
+   * keyed by context path, for explaining cache misses (computed when first read).
    */
   async digestSources(matches: readonly SourceMatch[]): Promise<{ digest: Key; files: FileDigest[] }> {
-    const lines: string[] = [];
-    const files: FileDigest[] = [];
-    for (const m of matches) {
-      lines.push(`source ${m.pattern} ${m.root.type}`);
-      const limit = pLimit(HASH_CONCURRENCY);
-      const digests: (string | Promise<string>)[] = m.entries.map((e) => {
-        if (e.type !== 'file') return `${e.type === 'symlink' ? `link:${e.linkTarget}` : e.type}`;
-        return this.memoDigest(e) ?? limit(() => this.fileDigest(e));
-      });
-      if (digests.some((d) => typeof d !== 'string')) await Promise.all(digests);
-      for (let i = 0; i < digests.length; i++) if (typeof digests[i] !== 'string') digests[i] = await digests[i];
-      for (let i = 0; i < m.entries.length; i++) {
-        const e = m.entries[i];
-        const rel = m.root.type === 'dir' ? posix.relative(m.root.rel, e.rel) : posix.basename(e.rel);
-        const perm = (e.mode & 0o7777).toString(8);
-        lines.push(`${JSON.stringify(rel)} ${e.type} ${perm} ${digests[i]}`);
-        if (e.type !== 'dir') files.push({ path: e.rel, digest: sha256Key(`${e.type} ${perm} ${digests[i]}`) });
+    const h = createHash('sha256');
+    // lines are hashed in ~64 KiB pieces: one string of the whole context would be tens of MB
+    let chunk = '';
+    let first = true;
+    const line = (s: string): void => {
+      chunk += first ? s : `\n${s}`;
+      first = false;
+      if (chunk.length > 65536) {
+        h.update(chunk);
+        chunk = '';
       }
+    };
+    const perMatch: string[][] = [];
+    for (const m of matches) {
+      line(`source ${m.pattern} ${m.root.type}`);
+      const entries = m.entries as Entry[];
+      const digests = new Array<string>(entries.length);
+      const limit = pLimit(HASH_CONCURRENCY);
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        if (e.type !== 'file') digests[i] = e.type === 'symlink' ? `link:${e.linkTarget}` : e.type;
+        else if (e[MEMO] !== undefined) digests[i] = e[MEMO];
+        else pending.push(limit(() => this.fileDigest(e)).then((d) => void (digests[i] = d)));
+      }
+      if (pending.length > 0) await Promise.all(pending);
+      const rootDir = m.root.type === 'dir';
+      const cut = m.root.rel === '' ? 0 : m.root.rel.length + 1;
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        // entries below a directory root start with `<root>/`; the root itself is ''
+        const rel = rootDir ? (e === m.root ? '' : e.rel.slice(cut)) : e.rel.slice(e.rel.lastIndexOf('/') + 1);
+        line(`${jsonString(rel)} ${e.type} ${(e.mode & 0o7777).toString(8)} ${digests[i]!}`);
+      }
+      perMatch.push(digests);
     }
+    h.update(chunk);
+    const digest: Key = `sha256:${h.digest('hex')}`;
     this.flushMemo();
-    return { digest: sha256Key(lines.join('\n')), files };
+    let files: FileDigest[] | undefined;
+    return {
+      digest,
+      get files(): FileDigest[] {
+        if (files === undefined) {
+          files = [];
+          for (let j = 0; j < matches.length; j++) {
+            const m = matches[j]!;
+            const digests = perMatch[j]!;
+            for (let i = 0; i < m.entries.length; i++) {
+              const e = m.entries[i]!;
+              if (e.type !== 'dir') files.push({ path: e.rel, digest: sha256Key(`${e.type} ${(e.mode & 0o7777).toString(8)} ${digests[i]!}`) });
+            }
+          }
+        }
+        return files;
+      },
+    };
   }
 
-  /** Persists memo rows learned so far. */
+  /**
+   * Persists the memo rows of directories where this build learned a digest (or found
+   * memoised names gone). A no-op rebuild writes nothing.
+   */
   flushMemo(): void {
-    if (this.memoUpdates.size === 0 || !this.db) return;
-    this.db.saveMemo(this.memoUpdates);
-    const memo = this.loadMemo();
-    for (const [k, v] of this.memoUpdates) memo.set(k, v);
-    this.memoUpdates.clear();
+    if (this.db === undefined) return;
+    const rows = new Map<string, DirMemo>();
+    for (const [dirRel, ds] of this.dirs) {
+      const stale = ds.row !== undefined && ds.listed !== undefined && !containsAll(ds.listed, ds.row.names);
+      if (ds.updates === undefined && !stale) continue;
+      const merged = mergeDirMemo(ds.row, ds.updates, ds.listed);
+      rows.set(this.abs(dirRel), merged);
+      ds.row = merged;
+      ds.index = new Map(merged.names.map((n, i) => [n, i]));
+      ds.updates = undefined;
+    }
+    this.db.saveDirMemos(rows);
   }
+}
+
+/** The directory part of a context-relative path ('' for a top-level name). */
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+/** Whether sorted `names` has every name of sorted `subset` (one merge pass). */
+function containsAll(names: readonly string[], subset: readonly string[]): boolean {
+  let j = 0;
+  for (const n of subset) {
+    while (j < names.length && names[j]! < n) j++;
+    if (j === names.length || names[j] !== n) return false;
+    j++;
+  }
+  return true;
+}
+
+/** JSON.stringify of a string, without the call for the common names that need no escaping. */
+function jsonString(s: string): string {
+  return /^[^"\\\u0000-\u001f\ud800-\udfff]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/** A directory's memo row after this build: the old row's names still listed, then the updates, sorted by name. */
+function mergeDirMemo(row: DirMemo | undefined, updates: ReadonlyMap<string, MemoUpdate> | undefined, listed: readonly string[] | undefined): DirMemo {
+  const keep = listed !== undefined ? new Set(listed) : undefined;
+  const all = new Map<string, MemoUpdate>();
+  if (row !== undefined) {
+    for (let i = 0; i < row.names.length; i++) {
+      const n = row.names[i]!;
+      if (keep !== undefined && !keep.has(n)) continue;
+      const o = i * 4;
+      all.set(n, { size: row.stats[o]!, mtimeMs: row.stats[o + 1]!, ctimeMs: row.stats[o + 2]!, ino: row.stats[o + 3]!, hex: row.digests.slice(i * 64, i * 64 + 64) });
+    }
+  }
+  if (updates !== undefined) for (const [n, u] of updates) all.set(n, u);
+  const names = [...all.keys()].sort();
+  const stats = new Float64Array(names.length * 4);
+  const hexes: string[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const u = all.get(names[i]!)!;
+    stats[i * 4] = u.size;
+    stats[i * 4 + 1] = u.mtimeMs;
+    stats[i * 4 + 2] = u.ctimeMs;
+    stats[i * 4 + 3] = u.ino;
+    hexes.push(u.hex);
+  }
+  return { names, stats, digests: hexes.join('') };
 }
 
 /** Cleans a context-relative path: no leading slash, `.`/`..` resolved and clamped at the root. */

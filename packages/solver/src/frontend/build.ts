@@ -561,7 +561,9 @@ class Builder {
    * Looks a step up in the cache. On a hit, returns the recorded layer (or null for a
    * step that changed nothing); on a miss, the one-line reason.
    */
-  private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, files: readonly FileDigest[]): Promise<{ hit: true; layer: LayerRef | null } | { hit: false; reason: string }> {
+  private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, filesOrThunk: Files): Promise<{ hit: true; layer: LayerRef | null } | { hit: false; reason: string }> {
+    // the per-file digests (100,000 sha256 for a large context) only when a miss needs them
+    const files = (): readonly FileDigest[] => (typeof filesOrThunk === 'function' ? filesOrThunk() : filesOrThunk);
     if (noCache) return { hit: false, reason: 'cache disabled (--no-cache)' };
     const rec = this.lease ? this.lease.getRecord(key) : this.store.db.get(key);
     if (rec) {
@@ -573,15 +575,15 @@ class Builder {
         this.store.db.touch(key, Date.now());
         return { hit: true, layer: rec.layer };
       }
-      const imported = this.remote?.lookup(key, stepRef, components, files);
+      const imported = this.remote?.lookup(key, stepRef, components, files());
       if (imported) return { hit: true, layer: imported.layer };
       return { hit: false, reason: `the cached layer ${rec.layer.digest.slice(7, 19)} is no longer in the store` };
     }
     // an imported cache (--cache-from) has it: CACHED; its layer is fetched only if needed
-    const imported = this.remote?.lookup(key, stepRef, components, files);
+    const imported = this.remote?.lookup(key, stepRef, components, files());
     if (imported) return { hit: true, layer: imported.layer };
     const prev = this.store.db.latestForStep(stepRef, key);
-    return { hit: false, reason: explainMiss(components, files, prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
+    return { hit: false, reason: explainMiss(components, files(), prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
   }
 
   /**
@@ -599,7 +601,7 @@ class Builder {
     state: StageState,
     step: { label: string; stepRef: string; noCache: boolean },
     components: KeyComponents,
-    files: readonly FileDigest[],
+    files: Files,
     historyText: string,
     work: (vertex: string) => Promise<LayerRef | null>,
   ): Promise<void> {
@@ -627,7 +629,7 @@ class Builder {
       const now = Date.now();
       this.store.db.save(
         { key, stepRef: step.stepRef, description: historyText, components, ...(layer ? { layer } : {}), created: now, lastUsed: now, usageCount: 1 },
-        files,
+        typeof files === 'function' ? files() : files,
       );
       this.vertexDone(vertex, { name: step.label });
       this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: false, reason: found.reason, key });
@@ -1197,12 +1199,12 @@ class Builder {
           if (kept.length > 0 && kept[0] === m.root) localMatches.push({ ...m, entries: kept });
         }
       }
-      let files: FileDigest[] = [];
+      let files: () => FileDigest[] = () => [];
       if (localMatches.length > 0) {
         const d = await local.digestSources(localMatches);
         keyParts.push(`local ${d.digest}`);
         if (sourceMemo !== undefined && keyParts.length === 1) this.store.db.saveSourceDigest(sourceMemo, d.digest, Date.now());
-        if (local === this.context) files = d.files;
+        if (local === this.context) files = () => d.files;
         if (instr.parents) {
           // --parents: each match keeps its path (after a `/./` pivot, if any) under the destination
           const destDir = dest.endsWith('/') ? dest : `${dest}/`;
@@ -1252,7 +1254,7 @@ class Builder {
           const destRoot = posix.resolve('/', dest);
           const chmodFn = instr.chmod !== undefined ? parseChmod(instr.chmod) : undefined;
           const candidates: RelinkCandidate[] = [];
-          const now = new Map(files.map((f) => [f.path, f.digest]));
+          const now = new Map(files().map((f) => [f.path, f.digest]));
           for (const m of groups[0]!.matches) {
             if (m.root.type !== 'dir') continue;
             for (const e of m.entries) {
@@ -1399,6 +1401,9 @@ function expandPorts(ports: readonly string[]): string[] {
   }
   return out;
 }
+
+/** A step's per-file digests, or a function computing them when first needed. */
+type Files = readonly FileDigest[] | (() => readonly FileDigest[]);
 
 /** Resolves `--chown=user[:group]` against the destination root's passwd/group files. */
 async function resolveChown(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
