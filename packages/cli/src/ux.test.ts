@@ -303,9 +303,9 @@ describe('tsbuild CLI: builds, progress, cache and image inspection', { concurre
     const res = JSON.parse(pruned.stdout) as { reclaimed: number; records: { id: string }[]; blobs: { digest: string }[]; snapshots: unknown[] };
     const freed = before - diskBytes(root);
     assert.ok(res.reclaimed >= 10 * 1024 * 1024, `reclaimed ${res.reclaimed}`);
-    // what prune reports is freed; the snapshotter's own bookkeeping (per-snapshot metadata
-    // files, directory blocks) may free a few more blocks that no record accounts for
-    assert.ok(freed >= res.reclaimed && freed - res.reclaimed <= 16 * 4096, `reported ${res.reclaimed} bytes, the disk freed ${freed}`);
+    // what prune reports is what the disk freed, give or take a few blocks of the snapshotter's
+    // own bookkeeping (metadata and lock files, directory blocks) that no record accounts for
+    assert.ok(Math.abs(freed - res.reclaimed) <= 16 * 4096, `reported ${res.reclaimed} bytes, the disk freed ${freed}`);
     assert.equal(dry.records.length, res.records.length);
     assert.ok(res.blobs.some((b) => b.digest === big.layer!.digest));
     // images still work: nothing they use was removed
