@@ -1,9 +1,10 @@
 // registry: push and pull throughput of a ~200 MiB image (4 gzip layers + a small one)
 // with our RegistryClient against `skopeo copy` of the same image, on the same local
 // docker-registry (Debian's docker-registry, started fresh for every push so both sides
-// upload every byte). Each side runs in its own process (node or skopeo), best of
-// BENCH_REPEAT (default 3). ratio = ours / skopeo wall time; target <= 1.2.
-// Size scales with BENCH_SCALE (default 1 = 200 MiB).
+// upload every byte). Each side runs in its own process (node or skopeo), whole-process
+// wall time; the sides alternate (A B B A ..., BENCH_RUNS per side, default 3) so load
+// from other jobs falls on both; medians, with the 1-min load average at start and end.
+// ratio = ours / skopeo; target <= 1.2. Size scales with BENCH_SCALE (default 1 = 200 MiB).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,11 +12,11 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { benchDir, fmt, lib, mb, report, SCALE, sh } from './lib/common.mjs';
+import { alternate, benchDir, fmt, lib, mb, report, SCALE, sh } from './lib/common.mjs';
 
 const REGISTRY = '/usr/bin/docker-registry';
 const SKOPEO = '/usr/bin/skopeo';
-const REPEAT = Number(process.env.BENCH_REPEAT ?? '3');
+if (process.env.BENCH_RUNS === undefined) process.env.BENCH_RUNS = '3';
 const LAYERS = 4;
 
 // ---- child mode: one push or pull in its own process, prints one JSON line ----
@@ -142,91 +143,77 @@ const self = fileURLToPath(import.meta.url);
 const node = (args) => sh([process.execPath, self, 'child', ...args].map((a) => JSON.stringify(a)).join(' ')).then((r) => ({ ...JSON.parse(r.stdout.trim().split('\n').at(-1)), wallMs: r.ms, rssKb: r.maxRssKb }));
 const skopeo = (src, dst) => sh(`${SKOPEO} --insecure-policy copy -q --src-tls-verify=false --dest-tls-verify=false '${src}' '${dst}'`).then((r) => ({ wallMs: r.ms, rssKb: r.maxRssKb }));
 
-async function best(fn) {
-  let out;
-  for (let i = 0; i < REPEAT; i++) {
-    const r = await fn();
-    if (out === undefined || r.wallMs < out.wallMs) out = r;
+const inTempDir = async (fn) => {
+  const dst = await mkdtemp(join(base, 'pull-'));
+  try {
+    return await fn(dst);
+  } finally {
+    await rm(dst, { recursive: true, force: true });
   }
-  return out;
-}
+};
 
 // Push: a fresh registry per run, so every blob is uploaded.
-const pushOurs = await best(async () => {
+const withRegistry = async (fn) => {
   const reg = await startRegistry(join(base, 'reg-push'));
   try {
-    return await node(['push', storeRoot, `${reg.host}/bench/ours:v1`]);
+    return await fn(reg);
   } finally {
     await reg.stop();
   }
-});
-const pushSkopeo = await best(async () => {
-  const reg = await startRegistry(join(base, 'reg-push'));
-  try {
-    return await skopeo(`oci:${layout}`, `docker://${reg.host}/bench/skopeo:v1`);
-  } finally {
-    await reg.stop();
-  }
-});
+};
+const push = await alternate(
+  () => withRegistry((reg) => node(['push', storeRoot, `${reg.host}/bench/ours:v1`])),
+  () => withRegistry((reg) => skopeo(`oci:${layout}`, `docker://${reg.host}/bench/skopeo:v1`)),
+);
 
 // Pull: one registry holding the image; a fresh destination per run.
 const reg = await startRegistry(join(base, 'reg-pull'));
-let pullOurs;
-let pullSkopeo;
-let pullSkopeoDurable;
+let pull;
+let pullDurable;
 try {
   await node(['push', storeRoot, `${reg.host}/bench/pull:v1`]);
-  pullOurs = await best(async () => {
-    const dst = await mkdtemp(join(base, 'pull-'));
-    try {
-      return await node(['pull', dst, `${reg.host}/bench/pull:v1`]);
-    } finally {
-      await rm(dst, { recursive: true, force: true });
-    }
-  });
-  pullSkopeo = await best(async () => {
-    const dst = await mkdtemp(join(base, 'pull-'));
-    try {
-      return await skopeo(`docker://${reg.host}/bench/pull:v1`, `oci:${join(dst, 'layout')}`);
-    } finally {
-      await rm(dst, { recursive: true, force: true });
-    }
-  });
+  const src = `docker://${reg.host}/bench/pull:v1`;
+  const oursPull = () => inTempDir((dst) => node(['pull', dst, `${reg.host}/bench/pull:v1`]));
+  pull = await alternate(oursPull, () => inTempDir((dst) => skopeo(src, `oci:${join(dst, 'layout')}`)));
   // Our content store fsyncs every blob before it is visible (crash safety); skopeo's oci:
-  // writer does not. Same durability: skopeo, then fsync of the files it wrote.
-  pullSkopeoDurable = await best(async () => {
-    const dst = await mkdtemp(join(base, 'pull-'));
-    try {
-      const r = await sh(`${SKOPEO} --insecure-policy copy -q --src-tls-verify=false '${`docker://${reg.host}/bench/pull:v1`}' 'oci:${join(dst, 'layout')}' && find '${dst}' -type f -exec sync {} + && sync '${join(dst, 'layout', 'blobs', 'sha256')}'`);
+  // writer does not. Same durability: skopeo, then an fsync of every file it wrote
+  // (coreutils `sync FILE...` fsyncs each) and of the blob directory.
+  pullDurable = await alternate(oursPull, () =>
+    inTempDir(async (dst) => {
+      const r = await sh(`${SKOPEO} --insecure-policy copy -q --src-tls-verify=false '${src}' 'oci:${join(dst, 'layout')}' && find '${dst}' -type f -exec sync {} + && sync '${join(dst, 'layout', 'blobs', 'sha256')}'`);
       return { wallMs: r.ms, rssKb: r.maxRssKb };
-    } finally {
-      await rm(dst, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 } finally {
   await reg.stop();
 }
 
 const MBps = (ms) => fmt(mb(bytes) / (ms / 1000), 1);
-for (const [name, ours, theirs] of [['registry-push', pushOurs, pushSkopeo], ['registry-pull', pullOurs, pullSkopeo]]) {
+const peak = (rs) => Math.max(...rs.map((r) => r.rssKb ?? 0)) / 1024;
+for (const [name, m] of [['registry-push', push], ['registry-pull', pull]]) {
   const r = {
     bench: name,
-    ratio: fmt(ours.wallMs / theirs.wallMs, 3),
+    ratio: fmt(m.oursMs / m.baselineMs, 3),
     target: 1.2,
-    oursMs: fmt(ours.wallMs, 0),
-    skopeoMs: fmt(theirs.wallMs, 0),
-    oursMBps: MBps(ours.wallMs),
-    skopeoMBps: MBps(theirs.wallMs),
-    oursPeakRssMB: ours.rssKb === undefined ? null : fmt(ours.rssKb / 1024, 1),
-    skopeoPeakRssMB: theirs.rssKb === undefined ? null : fmt(theirs.rssKb / 1024, 1),
+    oursMs: fmt(m.oursMs, 0),
+    skopeoMs: fmt(m.baselineMs, 0),
+    oursRunsMs: m.ours.map((x) => fmt(x.wallMs, 0)),
+    skopeoRunsMs: m.baseline.map((x) => fmt(x.wallMs, 0)),
+    oursMBps: MBps(m.oursMs),
+    skopeoMBps: MBps(m.baselineMs),
+    oursPeakRssMB: fmt(peak(m.ours), 1),
+    skopeoPeakRssMB: fmt(peak(m.baseline), 1),
     imageBytes: bytes,
     layers: image.manifest.layers.length,
-    repeat: REPEAT,
+    runs: m.ours.length,
+    load: m.load,
   };
   if (name === 'registry-pull') {
-    r.skopeoFsyncMs = fmt(pullSkopeoDurable.wallMs, 0);
-    r.ratioSameDurability = fmt(ours.wallMs / pullSkopeoDurable.wallMs, 3);
+    r.skopeoFsyncMs = fmt(pullDurable.baselineMs, 0);
+    r.oursMs2 = fmt(pullDurable.oursMs, 0);
+    r.ratioSameDurability = fmt(pullDurable.oursMs / pullDurable.baselineMs, 3);
+    r.load2 = pullDurable.load;
   }
-  console.log(`${name}: ours ${r.oursMs} ms (${r.oursMBps} MB/s) vs skopeo ${r.skopeoMs} ms (${r.skopeoMBps} MB/s) -> ratio ${r.ratio} (target <= ${r.target})${r.skopeoFsyncMs === undefined ? '' : `; skopeo + fsync of its files ${r.skopeoFsyncMs} ms -> ratio ${r.ratioSameDurability}`}`);
+  console.log(`${name} (medians of ${r.runs} alternating runs, load ${r.load.join(' -> ')}): ours ${r.oursMs} ms (${r.oursMBps} MB/s) vs skopeo ${r.skopeoMs} ms (${r.skopeoMBps} MB/s) -> ratio ${r.ratio} (target <= ${r.target})${r.skopeoFsyncMs === undefined ? '' : `; second series (load ${r.load2.join(' -> ')}): ours ${r.oursMs2} ms vs skopeo + fsync of its files ${r.skopeoFsyncMs} ms -> ratio ${r.ratioSameDurability}`}`);
   report(r);
 }
