@@ -48,6 +48,7 @@ const r = {
   oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
   baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
   oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
+  baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
   load: runs.load,
   oursMBps: fmt(mb(layer.uncompressedSize) / (runs.oursMs / 1000), 1),
   entries: ours.entries,

@@ -42,6 +42,7 @@ const r = {
   oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
   baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
   oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
+  baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
   load: runs.load,
   writeFsyncFloorMs: fmt(floor.ms, 0),
   equalWorkBaselineMs: fmt(equalWork.ms, 0),

@@ -99,12 +99,12 @@ export function warm(dir) {
 }
 
 /**
- * Runs a shell command; resolves { ms, stdout, stderr, maxRssKb } (maxRssKb from
- * /usr/bin/time when present, else undefined).
+ * Runs a shell command; resolves { ms, stdout, stderr, maxRssKb, cpuMs } (maxRssKb and
+ * cpuMs, user+sys of the whole command, from /usr/bin/time when present, else undefined).
  */
 export function sh(cmd, { time = true } = {}) {
   const useTime = time && existsSync('/usr/bin/time');
-  const argv = useTime ? ['/usr/bin/time', '-f', '__MAXRSS__%M', 'bash', '-c', `set -o pipefail; ${cmd}`] : ['bash', '-c', `set -o pipefail; ${cmd}`];
+  const argv = useTime ? ['/usr/bin/time', '-f', '__MAXRSS__%M %U %S', 'bash', '-c', `set -o pipefail; ${cmd}`] : ['bash', '-c', `set -o pipefail; ${cmd}`];
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const p = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -117,13 +117,16 @@ export function sh(cmd, { time = true } = {}) {
       const ms = performance.now() - t0;
       let stderr = Buffer.concat(err).toString();
       let maxRssKb;
-      const m = /__MAXRSS__(\d+)/.exec(stderr);
+      let cpuMs;
+      const m = /__MAXRSS__(\d+) ([\d.]+) ([\d.]+)/.exec(stderr);
       if (m) {
         maxRssKb = Number(m[1]);
-        stderr = stderr.replace(/__MAXRSS__\d+\n?/, '');
+        // user + sys of the command and all its children (the whole pipeline)
+        cpuMs = (Number(m[2]) + Number(m[3])) * 1000;
+        stderr = stderr.replace(/__MAXRSS__[\d. ]+\n?/, '');
       }
       if (code !== 0) reject(new Error(`${cmd} exited ${code}: ${stderr}`));
-      else resolve({ ms, stdout: Buffer.concat(out).toString(), stderr, maxRssKb });
+      else resolve({ ms, stdout: Buffer.concat(out).toString(), stderr, maxRssKb, cpuMs });
     });
   });
 }
