@@ -17,7 +17,7 @@ export interface LayerIngester {
 export interface WriteLayerOptions {
   /** Default 'gzip'. */
   compression?: Compression;
-  /** gzip 0-9 (default 4, see README), zstd -7..22 except 0 (default 3); ignored for 'uncompressed'. */
+  /** gzip 0-9 (default 2, see README), zstd -7..22 except 0 (default 3); ignored for 'uncompressed'. */
   level?: number;
   /** Aborts the pass; the ingest is dropped and nothing is committed. */
   signal?: AbortSignal;
