@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,10 @@ async function freshStore(): Promise<ContentStore> {
 after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
+
+function digestHexOf(d: Digest): string {
+  return d.slice('sha256:'.length);
+}
 
 async function blobNames(store: ContentStore): Promise<string[]> {
   return (await readdir(join(store.root, 'blobs', 'sha256'))).sort();
@@ -84,6 +89,27 @@ describe('ContentStore', () => {
     const streamed: Buffer[] = [];
     for await (const c of store.createReadStream(info.digest)) streamed.push(c as Buffer);
     assert.ok(Buffer.concat(streamed).equals(all));
+    assert.deepEqual(await readdir(join(store.root, 'ingest')), []);
+  });
+
+  it('big blobs (background fdatasync every 32 MiB) commit intact; abort with a sync in flight leaves nothing', async () => {
+    const store = await freshStore();
+    const chunk = (i: number): Buffer => Buffer.alloc(1 << 20, i);
+    const w = await store.writer();
+    const h = createHash('sha256');
+    for (let i = 0; i < 80; i++) {
+      const c = chunk(i);
+      h.update(c);
+      await w.write(c);
+    }
+    const info = await w.commit({ size: 80 << 20, digest: `sha256:${h.digest('hex')}` });
+    const back = await store.readBlob(info.digest);
+    assert.equal(back.length, 80 << 20);
+    for (const i of [0, 31, 32, 33, 79]) assert.equal(back[i << 20], i, `chunk ${i}`);
+    const w2 = await store.writer();
+    for (let i = 0; i < 40; i++) await w2.write(chunk(200 - i));
+    await w2.abort();
+    assert.deepEqual(await blobNames(store), [digestHexOf(info.digest)]);
     assert.deepEqual(await readdir(join(store.root, 'ingest')), []);
   });
 
