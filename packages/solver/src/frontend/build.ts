@@ -327,7 +327,30 @@ class Builder {
       config.config.WorkingDir = '/';
       return mk(config, [], keyOf({ from: 'scratch' }));
     }
-    const depIdx = this.opts.buildContexts?.[base] !== undefined ? undefined : this.stageIndexByName(base);
+    const bc = this.opts.buildContexts?.[base];
+    if (bc !== undefined && !/^(docker-image|oci-layout):\/\//.test(bc)) {
+      // FROM a directory build context: the stage's root filesystem is the directory's files
+      // (BuildKit's local source), on an empty config
+      const config = emptyConfig();
+      config.config.WorkingDir = '/';
+      const state = mk(config, [], keyOf({ from: 'scratch' }));
+      const copy: Extract<Instruction, { kind: 'COPY' | 'ADD' }> = {
+        kind: 'COPY',
+        range: stage.from.range,
+        raw: stage.from.raw,
+        sources: ['.'],
+        dest: '/',
+        heredocs: [],
+        from: base,
+        link: false,
+        parents: false,
+        exclude: [],
+        keepGitDir: false,
+      };
+      await this.copyStep(state, copy, { label: `[${name} 1/${total}] FROM ${base} (build context ${bc})`, stepRef: `${this.dockerfilePath}#${stage.index}#from`, noCache: this.opts.noCache === true });
+      return state;
+    }
+    const depIdx = bc !== undefined ? undefined : this.stageIndexByName(base);
     if (depIdx !== undefined && depIdx < stage.index) {
       const dep = await this.stageResult(depIdx);
       const state = mk(cloneConfig(dep.config), [...dep.layers], dep.fsKey);
