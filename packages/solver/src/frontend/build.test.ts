@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -209,6 +211,23 @@ describe('build', { concurrency: false }, () => {
       seen.push(body.toString('utf8').trim());
     }
     assert.deepEqual(seen, ['4', '4', '4', '4'], 'every stage saw all four running at once');
+  });
+
+  it('a failing stage cancels the others cleanly: sandboxes killed, nothing left active or mounted', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const df = join(ctx, 'Dockerfile.cancel');
+    await writeFile(df, 'FROM busybox:local AS slow\nRUN sleep 60 && echo done > /slow\nFROM busybox:local AS bad\nRUN sleep 0.5; exit 3\nFROM busybox:local\nCOPY --from=slow /slow /\nCOPY --from=bad /etc/passwd /\n');
+    const t0 = Date.now();
+    await assert.rejects(run({ dockerfile: df, noCache: true }), (err: Error & { exitCode?: number }) => err.name === 'ExecFailedError' && err.exitCode === 3);
+    // the 60 s step was killed, not waited for
+    assert.ok(Date.now() - t0 < 30_000, `the build took ${Date.now() - t0} ms to fail`);
+    const runcList = execFileSync('runc', ['--root', join(ts.root, 'runc', 'runc'), 'list', '-q'], { encoding: 'utf8' }).trim();
+    assert.equal(runcList, '', 'no runc container is left');
+    const active: string[] = [];
+    for await (const info of ts.store.snapshots.walk()) if (info.kind !== 'committed') active.push(info.key);
+    assert.deepEqual(active, [], 'no active or view snapshot is left');
+    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes(` ${ts.root}/`));
+    assert.deepEqual(mounts, [], 'nothing is left mounted under the store');
   });
 
   it('fails with the file and line when a COPY source is missing', async (t) => {

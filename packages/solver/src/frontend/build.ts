@@ -41,6 +41,7 @@ import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '.
 import type { ProgressEvent, ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
 import { explainMiss } from './explain.js';
+import { currentBootId, ensureVolatileStamp, VOLATILE_LABEL } from './volatile.js';
 import { RemoteSession } from '../remote/session.js';
 import type { CacheExportResult, CacheExportSpec } from '../remote/cache-export.js';
 import type { CacheImportSpec } from '../remote/cache-import.js';
@@ -230,7 +231,7 @@ class Builder {
       } catch (err) {
         this.abort.abort(err);
         await Promise.allSettled([...this.stageResults.values()]);
-        throw err;
+        throw this.firstError !== undefined ? this.firstError.err : err;
       }
       this.warnUnusedArgs();
       const image = await this.finish(final);
@@ -244,11 +245,18 @@ class Builder {
     }
   }
 
+  private firstError: { err: unknown } | undefined;
+
   private stageResult(idx: number): Promise<StageState> {
     let p = this.stageResults.get(idx);
     if (!p) {
       p = this.runStage(this.stages!.stages[idx]);
-      p.catch(() => {});
+      // the first stage to fail cancels every other (their sandboxes are killed) and its
+      // error is the one the build reports, not the cancellations it caused
+      p.catch((err: unknown) => {
+        if (this.firstError === undefined) this.firstError = { err };
+        this.abort.abort(err);
+      });
       this.stageResults.set(idx, p);
     }
     return p;
@@ -689,12 +697,27 @@ class Builder {
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
     const mounts = await this.store.snapshots.prepare(active, parent);
     let committed = false;
+    let volatileBoot: string | undefined;
     try {
       const upper = mounts.length === 1 && mounts[0]!.type === 'overlay' ? optionValue(mounts[0]!.options, 'upperdir') : undefined;
       if (stubOpts.beforeMount !== undefined && upper !== undefined) await stubOpts.beforeMount(upper);
       const dir = await this.store.tempDir('rootfs');
       let stubs: string[];
-      await mountAll(mounts, dir);
+      // volatile: the unmount skips syncing the whole backing filesystem (see volatile.ts for the guard)
+      const bootId = upper !== undefined && volatileMounts !== false ? await currentBootId() : undefined;
+      if (bootId !== undefined) {
+        try {
+          await mountAll([{ ...mounts[0]!, options: [...mounts[0]!.options, 'volatile'] }], dir);
+          volatileMounts = true;
+          volatileBoot = bootId;
+        } catch (err) {
+          if (volatileMounts === true) throw err;
+          volatileMounts = false; // kernel before 5.10: plain mounts from now on
+          await mountAll(mounts, dir);
+        }
+      } else {
+        await mountAll(mounts, dir);
+      }
       try {
         stubs = await fn(dir);
       } finally {
@@ -717,7 +740,8 @@ class Builder {
       const layer: LayerRef = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, diffId: desc.diffId };
       const chain = chainId([...layers.map((l) => l.diffId), layer.diffId])!;
       try {
-        await this.store.snapshots.commit(chain, active);
+        if (volatileBoot !== undefined) await ensureVolatileStamp(this.store.root, volatileBoot);
+        await this.store.snapshots.commit(chain, active, volatileBoot !== undefined ? { labels: { [VOLATILE_LABEL]: volatileBoot } } : undefined);
         committed = true;
       } catch (err) {
         // the same content was committed before (another build or an earlier run): keep that one
@@ -1443,6 +1467,9 @@ function assertNever(x: never): never {
 }
 
 /** The value of `name=` in mount options (`upperdir`, `lowerdir`). */
+/** Whether overlay `volatile` works here: undefined until the first writable step mount tries it. */
+let volatileMounts: boolean | undefined;
+
 function optionValue(options: readonly string[], name: string): string | undefined {
   const o = options.find((x) => x.startsWith(`${name}=`));
   return o === undefined ? undefined : o.slice(name.length + 1);
