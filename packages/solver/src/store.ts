@@ -5,6 +5,7 @@ import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter
 import { CacheDb } from './cache/cache-db.js';
 import { openCacheDbSafely } from './check/open-db.js';
 import { recoverStore, type RecoveryReport } from './check/recover.js';
+import { dropVolatileSnapshots } from './frontend/volatile.js';
 
 /** Default store location: `$TSBUILD_ROOT`, else /var/lib/tsbuild as root, else `$XDG_DATA_HOME/tsbuild`. */
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -53,6 +54,8 @@ export class BuildStore {
     await content.cleanupIngest();
     const images = await ImageStore.open(content);
     const snapshots = await openSnapshotter(join(root, 'snapshots'), { backend: opts.snapshotter ?? 'auto' });
+    // snapshots written under volatile mounts in an earlier boot may have lost data in a crash
+    await dropVolatileSnapshots(root, snapshots);
     const opened = openCacheDbSafely(join(root, 'cache.db'));
     opened.db.leasedRefs(isAlive); // drops the leases of dead processes
     await mkdir(join(root, 'tmp'), { recursive: true });
