@@ -6,16 +6,40 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ContentStore } from '../content/content-store.js';
 import { ContentTooLargeError, InvalidManifestError, RegistryAuthError, RegistryProtocolError, RegistryResponseError, SizeMismatchError } from '../errors.js';
 import { ImageStore } from '../image/image-store.js';
 import { MediaTypes, type StoredImage } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
-import { endpointFor } from '../registry/transport.js';
+import { DockerCredentials } from '../registry/credentials.js';
+import { discard, endpointFor, RegistryTransport } from '../registry/transport.js';
 import { buildTestImage, freePort, tempDir } from '../registry/test-helpers/registry.js';
 
 const MiB = 1024 * 1024;
+
+// A self-signed P-256 certificate for 127.0.0.1 (valid until 2126), made once with
+// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
+// -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1`; test-only, trusts nothing.
+const TEST_TLS_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQglx0kA7kQrJV9nIAA
+3bmnfNh8RZrvkDLPNAKfd+JOARuhRANCAATCkK9AApQA5YjldCwgud4FsTsMibKa
+pXS+huAk2zYK+sQU8h435r9+eesBmPdgxc5iT8FmGYr8gBwMhQ+RxonZ
+-----END PRIVATE KEY-----
+`;
+const TEST_TLS_CERT = `-----BEGIN CERTIFICATE-----
+MIIBjzCCATagAwIBAgIUYuEX3qyLZVBbiAk3AlJ5/czD+W0wCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyODA1NDkwMFoYDzIxMjYxMTA0
+MDU0OTAwWjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAATCkK9AApQA5YjldCwgud4FsTsMibKapXS+huAk2zYK+sQU8h435r9+
+eesBmPdgxc5iT8FmGYr8gBwMhQ+RxonZo2QwYjAdBgNVHQ4EFgQUMq6D0iU5s7+E
+1tFygjt7mQAKongwHwYDVR0jBBgwFoAUMq6D0iU5s7+E1tFygjt7mQAKongwDwYD
+VR0TAQH/BAUwAwEB/zAPBgNVHREECDAGhwR/AAABMAoGCCqGSM49BAMCA0cAMEQC
+IDvC/u0c2eN96mk//y5jVGiBNMahz91iWwGB4rYpadJjAiB/aHy2org/2abCmnR8
+iPjyIjc8u9y1qSKjxpTBCNlytg==
+-----END CERTIFICATE-----
+`;
 
 /** Writes `total` bytes of `fill` in 64 KiB chunks with backpressure; resolves with the bytes the socket accepted before it closed. */
 function stream(res: http.ServerResponse, total: number, fill = 0x20): Promise<number> {
@@ -213,5 +237,45 @@ describe('registry response caps, redirect and token bounds', () => {
     assert.equal(tokenQueries.length, 1, 'one token for the (registry, scope) pair');
     assert.deepEqual(tokenQueries[0]!.getAll('scope'), ['repository:l/app:pull']);
     assert.equal(tokenQueries[0]!.get('service'), 'reg');
+  });
+
+  test('T25: a redirect from https to http is refused before anything (or any credential) reaches the http side', async () => {
+    const plainHits: string[] = [];
+    const plain = http.createServer((req, res) => {
+      plainHits.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
+      res.writeHead(200).end('plain');
+    });
+    const plainPort = await freePort();
+    await new Promise<void>((r) => plain.listen(plainPort, '127.0.0.1', r));
+    const tlsPort = await freePort();
+    const secure = https.createServer({ key: TEST_TLS_KEY, cert: TEST_TLS_CERT }, (req, res) => {
+      if (req.url === '/ok') return void res.writeHead(200).end('secure');
+      if (req.url === '/same') return void res.writeHead(307, { location: '/ok' }).end();
+      res.writeHead(302, { location: `http://127.0.0.1:${plainPort}/v2/l/app/blobs/x` }).end();
+    });
+    await new Promise<void>((r) => secure.listen(tlsPort, '127.0.0.1', r));
+    // The self-signed certificate is accepted for this test only (the transport takes no CA option).
+    const saved = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    const dir = await tempDir('tsbuild-limits-creds-');
+    dirs.push(dir);
+    try {
+      const transport = new RegistryTransport({ credentials: new DockerCredentials(dir), insecureRegistries: [], retries: 0, retryDelayMs: 5, userAgent: 'tsbuild-test', signal: undefined });
+      const endpoint = { domain: `127.0.0.1:${tlsPort}`, base: `https://127.0.0.1:${tlsPort}`, insecure: false };
+      const base = { endpoint, scopes: [], method: 'GET' as const, noChallenge: true, auth: 'Bearer secret-token' };
+      // the control: an https → https redirect is followed (so TLS itself works here)
+      const ok = await transport.request({ ...base, url: `https://127.0.0.1:${tlsPort}/same` });
+      assert.equal(ok.status, 200);
+      await discard(ok);
+      await assert.rejects(transport.request({ ...base, url: `https://127.0.0.1:${tlsPort}/v2/l/app/blobs/x` }), (err: unknown) => err instanceof RegistryProtocolError && /refusing a redirect from https to http/.test(err.message));
+      assert.deepEqual(plainHits, [], 'the downgraded URL was requested');
+    } finally {
+      if (saved === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = saved;
+      secure.closeAllConnections();
+      plain.closeAllConnections();
+      await new Promise((r) => secure.close(r));
+      await new Promise((r) => plain.close(r));
+    }
   });
 });
