@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openSnapshotter, type Snapshotter } from '@tsbuild/snapshotter';
+import { currentBootId, dropVolatileSnapshots, ensureVolatileStamp, VOLATILE_LABEL } from './volatile.js';
+
+async function committed(s: Snapshotter, name: string, parent: string | undefined, labels?: Record<string, string>): Promise<void> {
+  await s.prepare(`a-${name}`, parent);
+  await s.commit(name, `a-${name}`, labels ? { labels } : undefined);
+}
+
+async function keys(s: Snapshotter): Promise<string[]> {
+  const out: string[] = [];
+  for await (const i of s.walk()) out.push(i.key);
+  return out.sort();
+}
+
+test('snapshots committed under volatile mounts in another boot are dropped with everything above them', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tsbuild-volatile-'));
+  try {
+    const boot = await currentBootId();
+    assert.ok(boot !== undefined, 'expected /proc/sys/kernel/random/boot_id to be readable');
+    const s = await openSnapshotter(join(root, 'snapshots'), { backend: 'copy' });
+    await committed(s, 'base', undefined); // unpacked, not volatile
+    await committed(s, 'old', 'base', { [VOLATILE_LABEL]: 'an-earlier-boot' });
+    await committed(s, 'above-old', 'old'); // plain, but its lower is incomplete
+    await committed(s, 'above-above', 'above-old', { [VOLATILE_LABEL]: boot });
+    await committed(s, 'this-boot', 'base', { [VOLATILE_LABEL]: boot });
+
+    // the stamp names this boot: nothing to do, nothing removed
+    await ensureVolatileStamp(root, boot);
+    assert.deepEqual(await dropVolatileSnapshots(root, s), []);
+    assert.equal((await keys(s)).length, 5);
+
+    // the stamp names an earlier boot (the machine restarted since)
+    await writeFile(join(root, 'volatile-boot'), 'an-earlier-boot\n');
+    const dropped = await dropVolatileSnapshots(root, s);
+    assert.deepEqual(dropped.sort(), ['above-above', 'above-old', 'old']);
+    assert.deepEqual(await keys(s), ['base', 'this-boot']);
+    assert.equal((await readFile(join(root, 'volatile-boot'), 'utf8')).trim(), boot);
+    assert.deepEqual(await dropVolatileSnapshots(root, s), []);
+    await s.close();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('without a stamp nothing is dropped, whatever the labels say', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tsbuild-volatile-'));
+  try {
+    const s = await openSnapshotter(join(root, 'snapshots'), { backend: 'copy' });
+    await committed(s, 'x', undefined, { [VOLATILE_LABEL]: 'an-earlier-boot' });
+    assert.deepEqual(await dropVolatileSnapshots(root, s), []);
+    assert.deepEqual(await keys(s), ['x']);
+    await s.close();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
