@@ -19,19 +19,19 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes a file atomically and durably. */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
+/** Writes a file atomically and (unless `durable` is false) durably. */
+export async function writeFileAtomic(path: string, data: string, durable = true): Promise<void> {
   const dir = join(path, '..');
   const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const fh = await open(tmp, 'wx', 0o600);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
   await rename(tmp, path);
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 }
 
 function alive(pid: number): boolean {
@@ -113,13 +113,23 @@ export class MetaStore {
     }
   }
 
+  /**
+   * Committed records are written durably. Active and view records are not (no fsync:
+   * 2 of a build step's ~7 metadata fsyncs): after a machine crash such a record is
+   * either intact, missing or unreadable, and recovery treats all three the same — the
+   * owner is dead, so the record is dropped and its directory removed as unowned.
+   */
   async put(rec: SnapshotRecord): Promise<void> {
-    await writeFileAtomic(this.file(rec.key), JSON.stringify(rec));
+    await writeFileAtomic(this.file(rec.key), JSON.stringify(rec), rec.kind === 'committed');
   }
 
-  async del(key: string): Promise<void> {
+  /**
+   * Removes a record; `durable: false` (for active and view records only) skips the
+   * directory fsync: if the removal is lost in a crash, recovery drops the record again.
+   */
+  async del(key: string, durable = true): Promise<void> {
     await unlink(this.file(key));
-    await fsyncDir(this.dir);
+    if (durable) await fsyncDir(this.dir);
   }
 
   async all(): Promise<SnapshotRecord[]> {
@@ -130,6 +140,9 @@ export class MetaStore {
       try {
         out.push(JSON.parse(await readFile(join(this.dir, n), 'utf8')) as SnapshotRecord);
       } catch (e) {
+        // unreadable: an active/view record (never fsync'd) torn by a machine crash; committed
+        // records are written durably, so this never hides one
+        if (e instanceof SyntaxError) continue;
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
     }

@@ -245,7 +245,8 @@ class FsSnapshotter implements Snapshotter {
       // active record whose directory is already owned by a committed one.
       await this.meta.put(c);
       crashPoint('snapshot-commit');
-      await this.meta.del(key);
+      // not durable: should the removal be lost, recovery drops an active record whose id a committed one owns
+      await this.meta.del(key, false);
       if (this.backend === 'overlay') await rm(this.workDir(rec.id), { recursive: true, force: true });
     });
   }
@@ -283,7 +284,8 @@ class FsSnapshotter implements Snapshotter {
         const children = (await this.meta.all()).filter((c) => c.parent === key);
         if (children.length > 0) throw new SnapshotStateError(key, 'a snapshot without children', `${children.length} child snapshot(s)`);
       }
-      await this.meta.del(key);
+      // only a committed record's removal must be durable (its directory goes next)
+      await this.meta.del(key, r.kind === 'committed');
       return r;
     });
     await rm(join(this.root, 'snapshots', rec.id), { recursive: true, force: true });
