@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh Debian 12 machine with Node 20: system packages,
-# npm dependencies (which also compiles tsbuild), and the busybox:local base image
-# in the store that fixtures/hello builds from. Idempotent.
+# One-time setup on a fresh Debian 12 machine with Node 20: system packages, the
+# services the tests use (dockerd), npm dependencies (which also compiles tsbuild),
+# and the busybox:local base image in the store that fixtures/hello builds from.
+# Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
+# dockerd, which the tests use to `docker load` and `docker run` what tsbuild builds
+bash scripts/start-services.sh
 [ -d node_modules/@tsbuild/cli ] && [ -f packages/cli/dist/main.js ] || npm ci --no-audit --no-fund
 if ! npx --no-install tsbuild inspect busybox:local >/dev/null 2>&1; then
   tmp=$(mktemp -d)
