@@ -80,14 +80,20 @@ export async function fsyncDir(dir: string): Promise<void> {
  * (temp file + fsync + link, which never replaces). Returns true when it created it.
  */
 export async function createFileIfAbsent(path: string, content: string | Uint8Array): Promise<boolean> {
+  // Already there (every open after the first): no temp file to write, so a full disk does not fail the open.
+  if (await stat(path).then(() => true, (err: unknown) => !isErrno(err, 'ENOENT'))) return false;
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const fh = await open(tmp, 'wx', 0o644);
   try {
     await fh.writeFile(content);
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    // ENOSPC and the like: leave no temp file behind
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
+  await fh.close();
   try {
     await link(tmp, path);
     return true;
