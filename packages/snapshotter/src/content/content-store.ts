@@ -81,7 +81,7 @@ export async function fsyncDir(dir: string): Promise<void> {
  */
 export async function createFileIfAbsent(path: string, content: string | Uint8Array): Promise<boolean> {
   // Already there (every open after the first): no temp file to write, so a full disk does not fail the open.
-  if (await stat(path).then(() => true, (err: unknown) => !isErrno(err, 'ENOENT'))) return false;
+  if (await stat(path).then(() => true, () => false)) return false;
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const fh = await open(tmp, 'wx', 0o644);
   try {
