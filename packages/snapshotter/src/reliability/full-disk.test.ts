@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ContentStore } from '../content/content-store.js';
+import { openSnapshotter } from '../snapshots/snapshotter.js';
 
 test('T39: a full disk neither fails opening an existing store nor leaves temp files when creating one', async (t) => {
   if (process.getuid?.() !== 0) {
@@ -35,6 +36,18 @@ test('T39: a full disk neither fails opening an existing store nor leaves temp f
     await assert.rejects(ContentStore.open(root), (err: NodeJS.ErrnoException) => err.code === 'ENOSPC');
     const left = (await readdir(root)).filter((n) => n.includes('.tmp-'));
     assert.deepEqual(left, [], 'a temp file was left by the failed create');
+
+    // the snapshotter's metadata lock: a lock file that could not get its owner's pid
+    // written must not stay behind (nobody could break it: every later open would wait forever)
+    await unlink(join(root, 'filler'));
+    await unlink(join(root, 'filler2'));
+    await openSnapshotter(root, { backend: 'copy' });
+    await fill('filler');
+    await assert.rejects(openSnapshotter(root, { backend: 'copy' }), (err: NodeJS.ErrnoException) => err.code === 'ENOSPC');
+    assert.deepEqual((await readdir(join(root, 'snapshots'))).filter((n) => n.startsWith('lock')), [], 'the metadata lock was left behind');
+    await unlink(join(root, 'filler'));
+    const opened = await Promise.race([openSnapshotter(root, { backend: 'copy' }).then(() => 'opened'), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000).unref())]);
+    assert.equal(opened, 'opened');
   } finally {
     spawnSync('umount', ['-l', root]);
     await rmdir(root).catch(() => undefined);

@@ -61,7 +61,14 @@ export class MetaStore {
     for (let attempt = 0; ; attempt++) {
       try {
         const fh = await open(this.lockPath, 'wx', 0o600);
-        await fh.writeFile(String(process.pid));
+        try {
+          await fh.writeFile(String(process.pid));
+        } catch (err) {
+          // ENOSPC: an empty lock names no owner, so nobody could ever break it; remove it
+          await fh.close().catch(() => undefined);
+          await unlink(this.lockPath).catch(() => undefined);
+          throw err;
+        }
         await fh.close();
         return;
       } catch (e) {
