@@ -82,9 +82,10 @@ export function parseDescriptor(owner: string, where: string, v: unknown): Descr
 
 /**
  * Decides whether a document is a manifest or an index from the descriptor's media
- * type and the body's own `mediaType`; refuses ambiguous documents (CVE-2021-41190).
+ * type and the body's own `mediaType` (then `fallbackType`, e.g. the Content-Type a
+ * registry served); refuses ambiguous documents (CVE-2021-41190).
  */
-function classify(digest: Digest, body: unknown, descriptorType: string | undefined): { kind: 'manifest' | 'index'; mediaType: string; body: Json } {
+export function classify(digest: Digest, body: unknown, descriptorType: string | undefined, fallbackType?: string): { kind: 'manifest' | 'index'; mediaType: string; body: Json } {
   if (!isObject(body)) throw new InvalidManifestError(digest, 'expected a JSON object');
   if (body.schemaVersion !== 2) throw new InvalidManifestError(digest, `expected schemaVersion 2, found ${JSON.stringify(body.schemaVersion)}`);
   const hasManifests = body.manifests !== undefined;
@@ -96,7 +97,7 @@ function classify(digest: Digest, body: unknown, descriptorType: string | undefi
   if (descriptorType !== undefined && bodyType !== undefined && descriptorType !== bodyType) {
     throw new InvalidManifestError(digest, `descriptor says ${descriptorType} but the document says ${bodyType}`);
   }
-  const mediaType = descriptorType ?? bodyType ?? (hasManifests ? MediaTypes.ociIndex : MediaTypes.ociManifest);
+  const mediaType = descriptorType ?? bodyType ?? fallbackType ?? (hasManifests ? MediaTypes.ociIndex : MediaTypes.ociManifest);
   if (INDEX_TYPES.has(mediaType)) {
     if (!Array.isArray(body.manifests)) throw new InvalidManifestError(digest, `expected ${mediaType} to have a "manifests" array`);
     return { kind: 'index', mediaType, body };

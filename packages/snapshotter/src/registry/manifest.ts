@@ -1,6 +1,6 @@
 import type { Digest } from '../content/digest.js';
 import { InvalidManifestError } from '../errors.js';
-import { parseDescriptor } from '../image/image.js';
+import { classify, parseDescriptor } from '../image/image.js';
 import { formatPlatform, platformRank } from '../image/platform.js';
 import { INDEX_TYPES, MANIFEST_TYPES, type Descriptor, type Platform } from '../image/types.js';
 
@@ -35,36 +35,18 @@ export function classifyDocument(digest: Digest, bytes: Buffer, contentType: str
   } catch (err) {
     throw new InvalidManifestError(digest, 'expected a JSON manifest', { cause: err });
   }
-  if (!isObject(body)) throw new InvalidManifestError(digest, 'expected a JSON object');
-  if (body.schemaVersion !== 2) throw new InvalidManifestError(digest, `expected schemaVersion 2, found ${JSON.stringify(body.schemaVersion)}`);
-  const hasManifests = body.manifests !== undefined;
-  if (hasManifests && (body.layers !== undefined || body.config !== undefined)) {
-    throw new InvalidManifestError(digest, 'ambiguous/malicious manifest: has both "manifests" and "layers"/"config"');
-  }
-  const bodyType = body.mediaType;
-  if (bodyType !== undefined && typeof bodyType !== 'string') throw new InvalidManifestError(digest, 'expected mediaType to be a string');
   const served = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   const servedKnown = INDEX_TYPES.has(served) || MANIFEST_TYPES.has(served);
   if (!servedKnown && !GENERIC_TYPES.has(served)) {
     throw new InvalidManifestError(digest, `expected a manifest or index content type, found ${served}`);
   }
-  if (descriptorType !== undefined && bodyType !== undefined && descriptorType !== bodyType) {
-    throw new InvalidManifestError(digest, `descriptor says ${descriptorType} but the document says ${bodyType}`);
-  }
-  if (servedKnown && bodyType !== undefined && served !== bodyType) {
+  const bodyType = isObject(body) ? body.mediaType : undefined;
+  if (servedKnown && typeof bodyType === 'string' && served !== bodyType) {
     throw new InvalidManifestError(digest, `served as ${served} but the document says ${bodyType}`);
   }
-  const mediaType = descriptorType ?? bodyType ?? (servedKnown ? served : hasManifests ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
-  if (INDEX_TYPES.has(mediaType)) {
-    if (!Array.isArray(body.manifests)) throw new InvalidManifestError(digest, `expected ${mediaType} to have a "manifests" array`);
-    return { digest, bytes, mediaType, kind: 'index', body };
-  }
-  if (MANIFEST_TYPES.has(mediaType)) {
-    if (hasManifests) throw new InvalidManifestError(digest, `ambiguous/malicious manifest: ${mediaType} has "manifests"`);
-    if (!isObject(body.config) || !Array.isArray(body.layers)) throw new InvalidManifestError(digest, `expected ${mediaType} to have "config" and "layers"`);
-    return { digest, bytes, mediaType, kind: 'manifest', body };
-  }
-  throw new InvalidManifestError(digest, `expected an OCI or Docker schema2 manifest or index media type, found ${mediaType}`);
+  // the shape and media-type rules are the image module's (the same as for documents read from the store)
+  const doc = classify(digest, body, descriptorType, servedKnown ? served : undefined);
+  return { digest, bytes, mediaType: doc.mediaType, kind: doc.kind, body: doc.body as Record<string, unknown> };
 }
 
 /**
