@@ -32,3 +32,4 @@ export {
 export * from './registry/index.js';
 /** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */
 export { crashPoint } from './crash-point.js';
+export { pidAlive } from './util/process.js';

@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter } from '@tsbuild/snapshotter';
+import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter, pidAlive } from '@tsbuild/snapshotter';
 import { CacheDb } from './cache/cache-db.js';
 import { openCacheDbSafely } from './check/open-db.js';
 import { recoverStore, type RecoveryReport } from './check/recover.js';
@@ -94,14 +94,8 @@ export class BuildStore {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** True when `pid` names a live process (EPERM counts as alive). */
+export const isAlive: (pid: number) => boolean = pidAlive;
 
 /** Mount points of this mount namespace, in mount order. */
 async function mountPoints(): Promise<string[]> {

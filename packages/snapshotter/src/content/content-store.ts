@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import { digestHex, isDigest, parseDigest, sha256, type Digest } from './digest.js';
 import { crashPoint } from '../crash-point.js';
+import { isErrno, pidAlive } from '../util/process.js';
 
 /** Size and digest of a committed blob. */
 export interface ContentInfo {
@@ -50,20 +51,6 @@ const READ_CHUNK = 256 * 1024;
  * the rename.
  */
 const EARLY_SYNC_BYTES = 32 * 1024 * 1024;
-
-function isErrno(err: unknown, ...codes: string[]): boolean {
-  return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
-}
 
 /** fsync a directory so a rename inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CredentialHelperError, RegistryAuthError } from '../errors.js';
+import { isErrno } from '../util/process.js';
 
 /** What a registry login resolved to: a user name and password, or an OAuth2 identity (refresh) token. */
 export interface Credentials {
@@ -31,10 +32,6 @@ function normalizeServer(key: string): string {
   const slash = s.indexOf('/');
   if (slash >= 0) s = s.slice(0, slash);
   return HUB_ALIASES.has(s) ? 'docker.io' : s;
-}
-
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 }
 
 /**

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fsyncDir, type ContentStore } from '../content/content-store.js';
 import { isDigest, type Digest } from '../content/digest.js';
 import { withLockFile } from '../image/lock-file.js';
+import { isErrno } from '../util/process.js';
 
 /**
  * Which registry repositories each blob is known to exist in (`domain/path`, most
@@ -17,10 +18,6 @@ const MAX_SOURCES_PER_BLOB = 5;
 const MAX_FILE_SIZE = 64 * 1024 * 1024;
 
 type SourceMap = Record<string, string[]>;
-
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
-}
 
 async function load(path: string): Promise<SourceMap> {
   let text: string;

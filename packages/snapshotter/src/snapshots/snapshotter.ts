@@ -14,6 +14,7 @@ import { MetaStore } from './metadata.js';
 import { crashPoint } from '../crash-point.js';
 import { mountAll, unmountAll } from './mount.js';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotRecord, Usage } from './types.js';
+import { pidAlive } from '../util/process.js';
 
 /** Options of openSnapshotter. */
 export interface OpenSnapshotterOptions {
@@ -25,15 +26,6 @@ function info(r: SnapshotRecord): SnapshotInfo {
   const i: SnapshotInfo = { key: r.key, kind: r.kind, created: r.created, labels: { ...r.labels } };
   if (r.parent !== undefined) i.parent = r.parent;
   return i;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function checkKey(what: string, key: string): void {

@@ -8,18 +8,10 @@
 import { spawnSync } from 'node:child_process';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
-import { unmountAll } from '@tsbuild/snapshotter';
+import { unmountAll, pidAlive } from '@tsbuild/snapshotter';
 
 /** True when `pid` names a live process (EPERM counts as alive). */
-export function isAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export const isAlive: (pid: number) => boolean = pidAlive;
 
 function deadOwner(pid: number | undefined): boolean {
   return pid !== undefined && pid !== process.pid && !isAlive(pid);
