@@ -2,7 +2,7 @@
 // versus `pigz -dc BLOB | tar -x -C DIR`. Target ratio ≤ 1.1.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, benchDir, fmt, lib, mb, nodeChild, report, sh } from './lib/common.mjs';
+import { alternate, benchDir, fmt, lib, mb, nodeChild, report, sh, abFields } from './lib/common.mjs';
 import { ensureTarFile } from './lib/tarfile.mjs';
 
 const L = await lib();
@@ -41,15 +41,7 @@ for (const d of [oursDir, baseDir, storeRoot]) await rm(d, { recursive: true, fo
 
 const r = {
   bench: 'apply-gzip',
-  ratio: fmt(runs.oursMs / runs.baselineMs, 3),
-  target: 1.1,
-  oursMs: fmt(runs.oursMs, 0),
-  baselineMs: fmt(runs.baselineMs, 0),
-  oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
-  baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
-  oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
-  baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
-  load: runs.load,
+  ...abFields(runs, 1.1),
   oursMBps: fmt(mb(layer.uncompressedSize) / (runs.oursMs / 1000), 1),
   entries: ours.entries,
   blobBytes: layer.size,

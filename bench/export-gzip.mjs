@@ -4,7 +4,7 @@
 // peak RSS < 300 MB.
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, benchDir, ensureTree, fmt, mb, NPROC, nodeChild, report, sh, warm } from './lib/common.mjs';
+import { alternate, benchDir, ensureTree, fmt, mb, NPROC, nodeChild, report, sh, warm, abFields } from './lib/common.mjs';
 
 const tree = await ensureTree();
 await tree.snapshotter?.close();
@@ -34,15 +34,7 @@ await rm(storeRoot, { recursive: true, force: true });
 const L = await import('@tsbuild/snapshotter');
 const r = {
   bench: 'export-gzip',
-  ratio: fmt(runs.oursMs / runs.baselineMs, 3),
-  target: 0.5,
-  oursMs: fmt(runs.oursMs, 0),
-  baselineMs: fmt(runs.baselineMs, 0),
-  oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
-  baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
-  oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
-  baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
-  load: runs.load,
+  ...abFields(runs, 0.5),
   oursMBps: fmt(mb(ours.uncompressedSize) / (runs.oursMs / 1000), 1),
   baselineMBps: fmt(mb(ours.uncompressedSize) / (runs.baselineMs / 1000), 1),
   blobBytes: ours.size,

@@ -2,7 +2,7 @@
 // `tar -cf - DIR | sha256sum`. Target ratio ≤ 1.1.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, benchDir, ensureTree, fmt, mb, nodeChild, report, sh, warm } from './lib/common.mjs';
+import { alternate, benchDir, ensureTree, fmt, mb, nodeChild, report, sh, warm, abFields } from './lib/common.mjs';
 
 const tree = await ensureTree();
 await tree.snapshotter?.close();
@@ -35,15 +35,7 @@ await rm(tarFile, { force: true });
 
 const r = {
   bench: 'export-uncompressed',
-  ratio: fmt(runs.oursMs / runs.baselineMs, 3),
-  target: 1.1,
-  oursMs: fmt(runs.oursMs, 0),
-  baselineMs: fmt(runs.baselineMs, 0),
-  oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
-  baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
-  oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
-  baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
-  load: runs.load,
+  ...abFields(runs, 1.1),
   writeFsyncFloorMs: fmt(floor.ms, 0),
   equalWorkBaselineMs: fmt(equalWork.ms, 0),
   equalWorkRatio: fmt(runs.oursMs / equalWork.ms, 3),

@@ -172,3 +172,22 @@ export async function alternate(ours, baseline, between) {
   const ms = (r) => r.wallMs ?? r.ms;
   return { ours: o, baseline: b, oursMs: median(o.map(ms)), baselineMs: median(b.map(ms)), load: [fmt(load0, 2), fmt(loadavg()[0], 2)] };
 }
+
+/**
+ * The fields every A/B bench reports from its alternating runs (`runs` as the
+ * alternating runner returns it): the ratio of medians, both medians, every run's wall
+ * and CPU time, and the load average at start and end.
+ */
+export function abFields(runs, target) {
+  return {
+    ratio: fmt(runs.oursMs / runs.baselineMs, 3),
+    target,
+    oursMs: fmt(runs.oursMs, 0),
+    baselineMs: fmt(runs.baselineMs, 0),
+    oursRunsMs: runs.ours.map((x) => fmt(x.wallMs, 0)),
+    baselineRunsMs: runs.baseline.map((x) => fmt(x.ms, 0)),
+    oursCpuMs: runs.ours.map((x) => fmt(x.cpuMs, 0)),
+    baselineCpuMs: runs.baseline.map((x) => (x.cpuMs === undefined ? null : fmt(x.cpuMs, 0))),
+    load: runs.load,
+  };
+}
