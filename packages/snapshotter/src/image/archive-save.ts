@@ -45,35 +45,28 @@ function ociIndexJson(entries: readonly Descriptor[]): string {
   return canonicalJson({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: entries });
 }
 
+/** Runs `fn` to fill a tar pack piped into `sink`; a failure destroys the pack and rethrows. */
+async function packInto(sink: Writable, fn: (pack: tar.Pack) => Promise<void>): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, sink);
+  try {
+    await fn(pack);
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    await done.catch(() => undefined);
+    throw err;
+  }
+  await done;
+}
+
 /** Writes the tar to `out` (a stream, or a path written through a temp file and renamed). */
 async function withOutput(out: Writable | string, fn: (pack: tar.Pack) => Promise<void>): Promise<void> {
-  const pack = tar.pack();
-  if (typeof out !== 'string') {
-    const done = pipeline(pack, out);
-    try {
-      await fn(pack);
-      pack.finalize();
-    } catch (err) {
-      pack.destroy(err as Error);
-      await done.catch(() => undefined);
-      throw err;
-    }
-    await done;
-    return;
-  }
+  if (typeof out !== 'string') return packInto(out, fn);
   const tmp = `${out}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const file = createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 });
   try {
-    const done = pipeline(pack, file);
-    try {
-      await fn(pack);
-      pack.finalize();
-    } catch (err) {
-      pack.destroy(err as Error);
-      await done.catch(() => undefined);
-      throw err;
-    }
-    await done;
+    await packInto(file, fn);
     const fh = await open(tmp, 'r');
     try {
       await fh.sync();

@@ -1,5 +1,6 @@
 /** Small helpers to run host tools (runc, ip...) and collect their output. */
 import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { ExecutorError } from './errors.js';
 
@@ -86,3 +87,14 @@ export function spawnStreaming(
  * through `runc run` (Go keeps them across exec) or unshare into the step.
  */
 export const CLOSE_INHERITED_FDS = 'for f in /proc/self/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done';
+
+/** Whether a path exists (ENOENT is false; any other error is thrown). */
+export async function pathExists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch (err) {
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return false;
+    throw err;
+  }
+}

@@ -1,12 +1,12 @@
 /** The runc backend: one `runc run` (foreground, no terminal) per step. */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, ExecutorError } from './errors.js';
 import { prepareStep } from './prepare.js';
 import { removeStubs } from './stubs.js';
-import { CLOSE_INHERITED_FDS, runTool, spawnStreaming } from './process.js';
+import { CLOSE_INHERITED_FDS, pathExists, runTool, spawnStreaming } from './process.js';
 import { buildRuncSpec } from './runc-spec.js';
 import type { Executor, RunRequest, RunResult } from './types.js';
 
@@ -25,15 +25,6 @@ interface RuncLogLine {
   msg?: string;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch (err) {
-    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 async function runcErrors(logFile: string): Promise<string[]> {
   let text: string;
@@ -149,7 +140,7 @@ export class RuncExecutor implements Executor {
   }
 
   async #cleanup(id: string, bundle: string): Promise<void> {
-    if (await exists(join(this.#runcRoot, id))) {
+    if (await pathExists(join(this.#runcRoot, id))) {
       await runTool(this.#cfg.runc, ['--root', this.#runcRoot, 'delete', '--force', id], { check: true });
     }
     await rm(bundle, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortError, ExecutorError } from './errors.js';
 import { DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, prepareStep, type PreparedStep } from './prepare.js';
-import { CLOSE_INHERITED_FDS, spawnStreaming } from './process.js';
+import { CLOSE_INHERITED_FDS, pathExists, spawnStreaming } from './process.js';
 import { removeStubs } from './stubs.js';
 import type { Executor, RunRequest, RunResult } from './types.js';
 
@@ -166,7 +166,7 @@ export class UnshareExecutor implements Executor {
         req.signal?.removeEventListener('abort', onAbort);
       }
       if (aborted) throw new AbortError(undefined, { cause: req.signal?.reason });
-      if (!(await fileExists(readyFile))) {
+      if (!(await pathExists(readyFile))) {
         const log = await readFile(setupLog, 'utf8').catch((err: unknown) => `(no setup log: ${String(err)})`);
         throw new ExecutorError('INTERNAL', `sandbox setup failed before the step started (exit code ${code}): ${log.trim()}`);
       }
@@ -179,15 +179,6 @@ export class UnshareExecutor implements Executor {
   }
 }
 
-async function fileExists(p: string): Promise<boolean> {
-  try {
-    await readFile(p);
-    return true;
-  } catch (err) {
-    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 /**
  * SIGKILLs the pid-namespace init (unshare's forked child); the kernel then kills every
