@@ -118,12 +118,20 @@ export class MissingToolError extends SnapshotterError {
   }
 }
 
-/** A mount/umount/mknod/cp/getfattr/setfattr call failed. */
+/**
+ * A mount/umount/mknod/cp/getfattr/setfattr call failed. Through the native addon there
+ * is no process: `exitCode` is null, `errno` names the error (`EINVAL`...) and `stderr`
+ * holds its message, so callers see the same class and code either way.
+ */
 export class SystemCommandError extends SnapshotterError {
   override name = 'SystemCommandError';
   readonly code = 'INTERNAL' as const;
-  constructor(readonly argv: readonly string[], readonly exitCode: number | null, readonly stderr: string) {
-    super(`${argv[0]} failed: expected exit code 0, found ${exitCode ?? 'signal'}: ${stderr.trim().slice(0, 500)}`);
+  constructor(readonly argv: readonly string[], readonly exitCode: number | null, readonly stderr: string, readonly errno?: string) {
+    super(
+      errno !== undefined
+        ? `${argv[0]} failed: expected success, found ${errno}: ${stderr.trim().slice(0, 500)}`
+        : `${argv[0]} failed: expected exit code 0, found ${exitCode ?? 'signal'}: ${stderr.trim().slice(0, 500)}`,
+    );
   }
 }
 

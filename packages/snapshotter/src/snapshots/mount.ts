@@ -1,8 +1,13 @@
-/** Performing Mount[] with mount(8), and always undoing it. */
+/**
+ * Performing Mount[] with mount(2) through the native addon, or by spawning mount(8)
+ * when it is absent (`src/util/native.ts`), and always undoing it.
+ */
 import { mkdir, mkdtemp, readFile, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, relative, resolve, sep } from 'node:path';
+import { SystemCommandError } from '../errors.js';
 import { run } from '../tar/system.js';
+import { isNativeError, native, type NativeSys } from '../util/native.js';
 import type { Mount } from './types.js';
 
 const DIR_OPTIONS = ['lowerdir=', 'upperdir=', 'workdir='];
@@ -37,24 +42,59 @@ export function relativizeOverlay(options: readonly string[]): { cwd: string; op
   };
 }
 
+/** One mount(2) through the addon; a failure becomes the SystemCommandError mount(8) would give. */
+async function sysMount(sys: NativeSys, argv: readonly string[], source: string | null, target: string, fstype: string | null, flags: number, data: string | null, cwd: string | null): Promise<void> {
+  try {
+    await sys.mount(source, target, fstype, flags, data, cwd);
+  } catch (err) {
+    throw isNativeError(err) ? new SystemCommandError(argv, null, err.message, err.code) : err;
+  }
+}
+
+/** One mount of `m` onto `target` (an absolute path). */
+async function mountOne(m: Mount, target: string): Promise<void> {
+  const sys = native();
+  if (m.type === 'bind') {
+    const recursive = m.options.includes('rbind');
+    const argv = ['mount', recursive ? '--rbind' : '--bind', m.source, target];
+    if (sys) await sysMount(sys, argv, m.source, target, null, sys.constants.MS_BIND | (recursive ? sys.constants.MS_REC : 0), null, null);
+    else await run(argv);
+    return;
+  }
+  const { cwd, options } = relativizeOverlay(m.options);
+  const argv = ['mount', '-t', m.type, '-o', options.join(','), m.source, target];
+  if (!sys) {
+    await run(argv, { cwd });
+    return;
+  }
+  // the options mount(8) turns into mount flags instead of passing them to the filesystem
+  const c = sys.constants;
+  const FLAG_OPTIONS: Record<string, number> = { ro: c.MS_RDONLY, rw: 0, nosuid: c.MS_NOSUID, nodev: c.MS_NODEV, noexec: c.MS_NOEXEC };
+  const flags = options.reduce((f, o) => f | (FLAG_OPTIONS[o] ?? 0), 0);
+  const data = options.filter((o) => !(o in FLAG_OPTIONS)).join(',');
+  await sysMount(sys, argv, m.source, target, m.type, flags, data, cwd);
+}
+
+/** Makes the bind mount on `target` read-only (`mount -o remount,bind,ro`, keeping its other flags). */
+async function remountReadOnly(target: string): Promise<void> {
+  const sys = native();
+  const argv = ['mount', '-o', 'remount,bind,ro', target];
+  if (sys) await sysMount(sys, argv, null, target, null, sys.constants.MS_REMOUNT | sys.constants.MS_BIND | sys.constants.MS_RDONLY, null, null);
+  else await run(argv);
+}
+
 /** Mounts `mounts` in order onto `target` (bind mounts honour `ro`). */
 export async function mountAll(mounts: readonly Mount[], target: string): Promise<void> {
-  const done: number[] = [];
+  const abs = resolve(target);
+  let done = 0;
   try {
     for (const m of mounts) {
-      if (m.type === 'bind') {
-        const recursive = m.options.includes('rbind');
-        await run(['mount', recursive ? '--rbind' : '--bind', m.source, target]);
-        done.push(1);
-        if (m.options.includes('ro')) await run(['mount', '-o', 'remount,bind,ro', target]);
-      } else {
-        const { cwd, options } = relativizeOverlay(m.options);
-        await run(['mount', '-t', 'overlay', '-o', options.join(','), m.source, resolve(target)], { cwd });
-        done.push(1);
-      }
+      await mountOne(m, abs);
+      done++;
+      if (m.type === 'bind' && m.options.includes('ro')) await remountReadOnly(abs);
     }
   } catch (err) {
-    for (let i = 0; i < done.length; i++) await run(['umount', target]).catch(() => undefined);
+    for (let i = 0; i < done; i++) await umountOnce(abs).catch(() => undefined);
     throw err;
   }
 }
@@ -71,9 +111,30 @@ export async function isMountPoint(target: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * Unmounts the top mount on `target`. Returns false when `target` is no mount point
+ * (or is missing); through the addon that is umount2's EINVAL/ENOENT, so no mountinfo read.
+ */
+async function umountOnce(target: string): Promise<boolean> {
+  const sys = native();
+  if (!sys) {
+    if (!(await isMountPoint(target))) return false;
+    await run(['umount', target]);
+    return true;
+  }
+  try {
+    await sys.umount2(target, 0);
+    return true;
+  } catch (err) {
+    if (isNativeError(err) && (err.code === 'EINVAL' || err.code === 'ENOENT')) return false;
+    throw isNativeError(err) ? new SystemCommandError(['umount', target], null, err.message, err.code) : err;
+  }
+}
+
 /** Unmounts everything stacked on `target`. */
 export async function unmountAll(target: string): Promise<void> {
-  for (let i = 0; i < 64 && (await isMountPoint(target)); i++) await run(['umount', target]);
+  const abs = resolve(target);
+  for (let i = 0; i < 64 && (await umountOnce(abs)); i++);
 }
 
 /**

@@ -1,10 +1,14 @@
 /**
  * Small wrappers around host tools. Node has no xattr, mknod or mount API, so the
  * snapshotter spawns a few util-linux/coreutils/attr binaries — always batched (one
- * spawn per tree or per layer), never one per file on the hot path.
+ * spawn per tree or per layer), never one per file on the hot path. The xattr calls
+ * go through the native addon instead when it is built (`../util/native.ts`).
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { MissingToolError, SystemCommandError } from '../errors.js';
+import { isNativeError, native } from '../util/native.js';
 
 /** Debian package that provides each tool we spawn (named in MissingToolError). */
 const PACKAGE_OF: Record<string, string> = {
@@ -41,7 +45,8 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') reject(new MissingToolError(cmd, PACKAGE_OF[cmd] ?? cmd));
+      // ENOENT is also what a missing cwd gives: that is no missing tool
+      if (e.code === 'ENOENT' && (opts.cwd === undefined || existsSync(opts.cwd))) reject(new MissingToolError(cmd, PACKAGE_OF[cmd] ?? cmd));
       else reject(new SystemCommandError(argv, null, e.message));
     });
     child.on('close', (code) => {
@@ -135,8 +140,25 @@ export function parseGetfattrDump(text: string): Map<string, Xattrs> {
  * ('' for `dir` itself). Files without xattrs are absent from the map.
  */
 export async function readTreeXattrs(dir: string): Promise<Map<string, Xattrs>> {
-  const r = await run(['getfattr', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: dir });
-  return parseGetfattrDump(r.stdout.toString('utf8'));
+  const argv = ['getfattr', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'];
+  const sys = native();
+  if (!sys) return parseGetfattrDump((await run(argv, { cwd: dir })).stdout.toString('utf8'));
+  const flat = await sys.treeXattrs(dir.replace(/(?<=.)\/+$/, '')).catch((err: unknown) => {
+    throw isNativeError(err) ? new SystemCommandError(argv, null, err.message, err.code) : err;
+  });
+  return fromFlat(flat, (key) => key);
+}
+
+/** [key, name, value, ...] (the addon's answer) → path → xattrs. */
+function fromFlat(flat: readonly (string | Buffer)[], pathOf: (key: string) => string): Map<string, Xattrs> {
+  const result = new Map<string, Xattrs>();
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    const p = pathOf(flat[i] as string);
+    let x = result.get(p);
+    if (!x) result.set(p, (x = new Map()));
+    x.set(flat[i + 1] as string, flat[i + 2] as Buffer);
+  }
+  return result;
 }
 
 /** Reads all xattrs of a few specific paths (relative to `dir`), not following symlinks. */
@@ -155,6 +177,24 @@ export async function readXattrs(dir: string, paths: readonly string[]): Promise
  * Symlinks are not followed.
  */
 export async function writeXattrs(dir: string, entries: ReadonlyMap<string, Xattrs>): Promise<void> {
+  const sys = native();
+  if (sys) {
+    const paths: string[] = [];
+    const names: string[] = [];
+    const values: Buffer[] = [];
+    for (const [p, attrs] of entries) {
+      for (const [name, value] of attrs) {
+        paths.push(join(dir, p));
+        names.push(name);
+        values.push(value);
+      }
+    }
+    if (paths.length === 0) return;
+    await sys.setXattrs(paths, names, values).catch((err: unknown) => {
+      throw isNativeError(err) ? new SystemCommandError(['setfattr', '-h', '--restore=-'], null, err.message, err.code) : err;
+    });
+    return;
+  }
   let dump = '';
   for (const [p, attrs] of entries) {
     if (attrs.size === 0) continue;

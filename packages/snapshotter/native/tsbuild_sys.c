@@ -1,0 +1,529 @@
+/*
+ * tsbuild_sys: the few Linux system calls the snapshotter otherwise reaches by spawning
+ * mount(8), umount(8), getfattr and setfattr: mount(2), umount2(2), and the l*xattr
+ * family. Every call runs on libuv's thread pool (napi_async_work) and returns a
+ * Promise; failures reject with an Error carrying `code` (the errno name, as Node's fs
+ * errors do), `errno` (negative, as Node's), `syscall` and `path`.
+ *
+ * Loaded by src/util/native.ts; when it is absent the spawn path is used (see there).
+ */
+#define NAPI_VERSION 8
+#define _GNU_SOURCE
+#include <node_api.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define CHECK(call)                                  \
+  do {                                               \
+    if ((call) != napi_ok) {                         \
+      napi_throw_error(env, NULL, "napi: " #call);   \
+      return NULL;                                   \
+    }                                                \
+  } while (0)
+
+/* ---- growable byte buffer (records handed from the pool thread to the main thread) ---- */
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+  int oom;
+} buf_t;
+
+static void buf_put(buf_t *b, const void *p, size_t n) {
+  if (b->oom) return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+      b->oom = 1;
+      return;
+    }
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static void buf_put_chunk(buf_t *b, const void *p, uint32_t n) {
+  buf_put(b, &n, sizeof n);
+  buf_put(b, p, n);
+}
+
+/* ---- one request ---- */
+
+enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS };
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  enum op op;
+  /* mount: source, target, fstype, data, cwd; umount: target; tree: dir */
+  char *s[5];
+  unsigned long flags;
+  /* set xattrs: paths[i], names[i], values[i] (value_lens[i] bytes) */
+  char **paths;
+  char **names;
+  char **values;
+  size_t *value_lens;
+  size_t count;
+  /* result */
+  int err;
+  const char *syscall;
+  char *err_path;
+  buf_t out;
+} req_t;
+
+static char *dup_string(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return NULL;
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return NULL;
+  char *s = malloc(n + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, n + 1, &n);
+  return s;
+}
+
+static void req_free(req_t *r) {
+  for (int i = 0; i < 5; i++) free(r->s[i]);
+  for (size_t i = 0; i < r->count; i++) {
+    if (r->paths) free(r->paths[i]);
+    if (r->names) free(r->names[i]);
+    if (r->values) free(r->values[i]);
+  }
+  free(r->paths);
+  free(r->names);
+  free(r->values);
+  free(r->value_lens);
+  free(r->err_path);
+  free(r->out.data);
+  free(r);
+}
+
+static void fail(req_t *r, int err, const char *syscall, const char *path) {
+  if (r->err) return;
+  r->err = err;
+  r->syscall = syscall;
+  free(r->err_path);
+  r->err_path = path ? strdup(path) : NULL;
+}
+
+/* ---- mount ---- */
+
+/* Runs mount(2) with a private cwd (relative overlay dirs): a thread of its own that
+ * unshares its fs context, so the process's cwd never changes. */
+static void *mount_in_cwd(void *arg) {
+  req_t *r = arg;
+  if (unshare(CLONE_FS) != 0) {
+    fail(r, errno, "unshare", NULL);
+    return NULL;
+  }
+  if (chdir(r->s[4]) != 0) {
+    fail(r, errno, "chdir", r->s[4]);
+    return NULL;
+  }
+  if (mount(r->s[0], r->s[1], r->s[2], r->flags, r->s[3]) != 0) fail(r, errno, "mount", r->s[1]);
+  return NULL;
+}
+
+static void do_mount(req_t *r) {
+  unsigned long flags = r->flags;
+  if ((flags & MS_REMOUNT) && (flags & MS_BIND)) {
+    /* as mount(8) does for "remount,bind,ro": keep the mount's other per-mount flags
+     * (a remount sets exactly the flags given, and locked ones would fail with EPERM) */
+    struct statvfs sv;
+    if (statvfs(r->s[1], &sv) != 0) {
+      fail(r, errno, "statvfs", r->s[1]);
+      return;
+    }
+    if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+    r->flags = flags;
+  }
+  if (r->s[4] == NULL) {
+    if (mount(r->s[0], r->s[1], r->s[2], r->flags, r->s[3]) != 0) fail(r, errno, "mount", r->s[1]);
+    return;
+  }
+  pthread_t t;
+  int e = pthread_create(&t, NULL, mount_in_cwd, r);
+  if (e != 0) {
+    fail(r, e, "pthread_create", NULL);
+    return;
+  }
+  pthread_join(t, NULL);
+}
+
+/* ---- xattrs ---- */
+
+/* Appends [path][name][value] records for every xattr of `path` (not following a symlink).
+ * `key` is what the record names the file by. ENOTSUP/ENODATA mean "none". */
+static void xattrs_of(req_t *r, const char *path, const char *key) {
+  char stack[4096];
+  char *list = stack;
+  ssize_t n = llistxattr(path, stack, sizeof stack);
+  if (n < 0 && errno == ERANGE) {
+    n = llistxattr(path, NULL, 0);
+    if (n >= 0) {
+      list = malloc((size_t)n + 1);
+      if (!list) {
+        fail(r, ENOMEM, "llistxattr", path);
+        return;
+      }
+      n = llistxattr(path, list, (size_t)n);
+    }
+  }
+  if (n < 0) {
+    if (errno != ENOTSUP) fail(r, errno, "llistxattr", path);
+    goto out;
+  }
+  for (ssize_t i = 0; i < n;) {
+    const char *name = list + i;
+    size_t nl = strlen(name);
+    i += (ssize_t)nl + 1;
+    if (nl == 0) continue;
+    char vstack[1024];
+    char *v = vstack;
+    ssize_t vn = lgetxattr(path, name, vstack, sizeof vstack);
+    if (vn < 0 && errno == ERANGE) {
+      vn = lgetxattr(path, name, NULL, 0);
+      if (vn >= 0) {
+        v = malloc((size_t)vn + 1);
+        if (!v) {
+          fail(r, ENOMEM, "lgetxattr", path);
+          goto out;
+        }
+        vn = lgetxattr(path, name, v, (size_t)vn);
+      }
+    }
+    if (vn < 0) {
+      if (errno != ENODATA) fail(r, errno, "lgetxattr", path);
+    } else {
+      buf_put_chunk(&r->out, key, (uint32_t)strlen(key));
+      buf_put_chunk(&r->out, name, (uint32_t)nl);
+      buf_put_chunk(&r->out, v, (uint32_t)vn);
+    }
+    if (v != vstack) free(v);
+    if (r->err) goto out;
+  }
+out:
+  if (list != stack) free(list);
+}
+
+static __thread req_t *tree_req;
+static __thread size_t tree_prefix;
+
+static int tree_visit(const char *fpath, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)ftw;
+  req_t *r = tree_req;
+  if (flag == FTW_DNR || flag == FTW_NS) {
+    fail(r, errno ? errno : EACCES, flag == FTW_NS ? "lstat" : "opendir", fpath);
+    return 1;
+  }
+  const char *rel = fpath + tree_prefix;
+  if (*rel == '/') rel++;
+  xattrs_of(r, fpath, rel);
+  return r->err ? 1 : 0;
+}
+
+static void do_tree_xattrs(req_t *r) {
+  tree_req = r;
+  tree_prefix = strlen(r->s[0]);
+  if (nftw(r->s[0], tree_visit, 32, FTW_PHYS) < 0) fail(r, errno, "nftw", r->s[0]);
+  tree_req = NULL;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  req_t *r = data;
+  switch (r->op) {
+    case OP_MOUNT:
+      do_mount(r);
+      break;
+    case OP_UMOUNT:
+      if (umount2(r->s[0], (int)r->flags) != 0) fail(r, errno, "umount2", r->s[0]);
+      break;
+    case OP_TREE_XATTRS:
+      do_tree_xattrs(r);
+      break;
+    case OP_SET_XATTRS:
+      for (size_t i = 0; i < r->count && !r->err; i++) {
+        if (lsetxattr(r->paths[i], r->names[i], r->values[i], r->value_lens[i], 0) != 0) fail(r, errno, "lsetxattr", r->paths[i]);
+      }
+      break;
+  }
+  if (!r->err && r->out.oom) fail(r, ENOMEM, "malloc", NULL);
+}
+
+static const char *errno_name(int e) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *n = strerrorname_np(e);
+  if (n) return n;
+#endif
+  switch (e) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EINVAL: return "EINVAL";
+    case EBUSY: return "EBUSY";
+    case EACCES: return "EACCES";
+    case ENOTDIR: return "ENOTDIR";
+    case ENOMEM: return "ENOMEM";
+    default: return "EUNKNOWN";
+  }
+}
+
+static napi_value make_error(napi_env env, req_t *r) {
+  char msg[4600];
+  const char *code = errno_name(r->err);
+  if (r->err_path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(r->err), r->syscall, r->err_path);
+  else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(r->err), r->syscall);
+  napi_value m, c, err, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_error(env, c, m, &err);
+  napi_set_named_property(env, err, "code", c);
+  napi_create_int32(env, -r->err, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_create_string_utf8(env, r->syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  if (r->err_path) {
+    napi_create_string_utf8(env, r->err_path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "path", v);
+  }
+  return err;
+}
+
+/* Records → a flat array [key, name, Buffer, key, name, Buffer, ...]. */
+static napi_value records(napi_env env, buf_t *b) {
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint32_t idx = 0;
+  size_t off = 0;
+  while (off + 4 <= b->len) {
+    for (int f = 0; f < 3; f++) {
+      uint32_t n;
+      memcpy(&n, b->data + off, 4);
+      off += 4;
+      napi_value v;
+      if (f < 2) napi_create_string_utf8(env, b->data + off, n, &v);
+      else napi_create_buffer_copy(env, n, b->data + off, NULL, &v);
+      off += n;
+      napi_set_element(env, arr, idx++, v);
+    }
+  }
+  return arr;
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  req_t *r = data;
+  if (status != napi_ok && !r->err) fail(r, ECANCELED, "async_work", NULL);
+  if (r->err) {
+    napi_reject_deferred(env, r->deferred, make_error(env, r));
+  } else if (r->op == OP_TREE_XATTRS) {
+    napi_resolve_deferred(env, r->deferred, records(env, &r->out));
+  } else {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    napi_resolve_deferred(env, r->deferred, u);
+  }
+  napi_delete_async_work(env, r->work);
+  req_free(r);
+}
+
+static napi_value start(napi_env env, req_t *r) {
+  napi_value promise, name;
+  if (napi_create_promise(env, &r->deferred, &promise) != napi_ok) {
+    req_free(r);
+    napi_throw_error(env, NULL, "napi_create_promise failed");
+    return NULL;
+  }
+  napi_create_string_utf8(env, "tsbuild_sys", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, r, &r->work);
+  napi_queue_async_work(env, r->work);
+  return promise;
+}
+
+static napi_value args_of(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, "tsbuild_sys: too few arguments");
+    return NULL;
+  }
+  napi_value ok;
+  napi_get_boolean(env, 1, &ok);
+  return ok;
+}
+
+/* Optional string: null/undefined → NULL (ok); anything but a string → type error. */
+static int opt_string(napi_env env, napi_value v, char **out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  *out = NULL;
+  if (t == napi_null || t == napi_undefined) return 1;
+  if (t != napi_string) return 0;
+  *out = dup_string(env, v);
+  return *out != NULL;
+}
+
+/* mount(source|null, target, fstype|null, flags, data|null, cwd|null): Promise<void> */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!args_of(env, info, 6, argv)) return NULL;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op = OP_MOUNT;
+  int64_t flags;
+  int ok = opt_string(env, argv[0], &r->s[0]) && (r->s[1] = dup_string(env, argv[1])) != NULL && opt_string(env, argv[2], &r->s[2]) &&
+           napi_get_value_int64(env, argv[3], &flags) == napi_ok && opt_string(env, argv[4], &r->s[3]) && opt_string(env, argv[5], &r->s[4]);
+  if (!ok) {
+    req_free(r);
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data, cwd): bad argument");
+    return NULL;
+  }
+  r->flags = (unsigned long)flags;
+  return start(env, r);
+}
+
+/* umount2(target, flags): Promise<void> */
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args_of(env, info, 2, argv)) return NULL;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op = OP_UMOUNT;
+  int64_t flags;
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL || napi_get_value_int64(env, argv[1], &flags) != napi_ok) {
+    req_free(r);
+    napi_throw_type_error(env, NULL, "umount2(target, flags): bad argument");
+    return NULL;
+  }
+  r->flags = (unsigned long)flags;
+  return start(env, r);
+}
+
+/* treeXattrs(dir): Promise<[rel, name, Buffer, ...]> (physical walk; '' is dir itself) */
+static napi_value js_tree_xattrs(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args_of(env, info, 1, argv)) return NULL;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op = OP_TREE_XATTRS;
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL) {
+    req_free(r);
+    napi_throw_type_error(env, NULL, "treeXattrs(dir): bad argument");
+    return NULL;
+  }
+  return start(env, r);
+}
+
+static int string_array(napi_env env, napi_value arr, char ***out, size_t *count) {
+  uint32_t n;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) return 0;
+  *count = n;
+  *out = calloc(n ? n : 1, sizeof(char *));
+  if (!*out) return 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, arr, i, &v);
+    if (((*out)[i] = dup_string(env, v)) == NULL) return 0;
+  }
+  return 1;
+}
+
+/* setXattrs(paths, names, values: Buffer[]): Promise<void> (lsetxattr each, in order) */
+static napi_value js_set_xattrs(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args_of(env, info, 3, argv)) return NULL;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op = OP_SET_XATTRS;
+  size_t nn = 0;
+  uint32_t nv = 0;
+  int ok = string_array(env, argv[0], &r->paths, &r->count);
+  if (ok) {
+    char **names = NULL;
+    ok = string_array(env, argv[1], &names, &nn) && nn == r->count;
+    r->names = names;
+    if (!ok && names && nn != r->count) {
+      for (size_t i = 0; i < nn; i++) free(names[i]);
+      free(names);
+      r->names = NULL;
+    }
+  }
+  if (ok) ok = napi_get_array_length(env, argv[2], &nv) == napi_ok && nv == r->count;
+  if (ok) {
+    r->values = calloc(r->count ? r->count : 1, sizeof(char *));
+    r->value_lens = calloc(r->count ? r->count : 1, sizeof(size_t));
+    ok = r->values && r->value_lens;
+    for (size_t i = 0; ok && i < r->count; i++) {
+      napi_value v;
+      bool isbuf = false;
+      void *p;
+      size_t len;
+      napi_get_element(env, argv[2], (uint32_t)i, &v);
+      ok = napi_is_buffer(env, v, &isbuf) == napi_ok && isbuf && napi_get_buffer_info(env, v, &p, &len) == napi_ok;
+      if (ok) {
+        r->values[i] = malloc(len ? len : 1);
+        ok = r->values[i] != NULL;
+        if (ok) memcpy(r->values[i], p, len);
+        r->value_lens[i] = len;
+      }
+    }
+  }
+  if (!ok) {
+    req_free(r);
+    napi_throw_type_error(env, NULL, "setXattrs(paths: string[], names: string[], values: Buffer[]): bad argument");
+    return NULL;
+  }
+  return start(env, r);
+}
+
+static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
+
+static void set_int(napi_env env, napi_value obj, const char *name, int64_t v) {
+  napi_value n;
+  napi_create_int64(env, v, &n);
+  napi_set_named_property(env, obj, name, n);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  set_fn(env, exports, "mount", js_mount);
+  set_fn(env, exports, "umount2", js_umount2);
+  set_fn(env, exports, "treeXattrs", js_tree_xattrs);
+  set_fn(env, exports, "setXattrs", js_set_xattrs);
+  napi_value c;
+  napi_create_object(env, &c);
+  set_int(env, c, "MS_RDONLY", MS_RDONLY);
+  set_int(env, c, "MS_NOSUID", MS_NOSUID);
+  set_int(env, c, "MS_NODEV", MS_NODEV);
+  set_int(env, c, "MS_NOEXEC", MS_NOEXEC);
+  set_int(env, c, "MS_REMOUNT", MS_REMOUNT);
+  set_int(env, c, "MS_BIND", MS_BIND);
+  set_int(env, c, "MS_REC", MS_REC);
+  napi_set_named_property(env, exports, "constants", c);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,60 @@
+/**
+ * The optional native addon (`native/tsbuild_sys.c`, built by `npm ci` through node-gyp
+ * from source): mount(2), umount2(2) and the l*xattr calls, so a build step does not
+ * spawn mount(8), umount(8) and getfattr (3–6 ms each, more under load). When the addon
+ * is missing (not built, or another platform) or `TSBUILD_NATIVE=0`, `native()` returns
+ * undefined and the callers use the spawn path, which stays the reference behaviour:
+ * tests run both.
+ */
+import { createRequire } from 'node:module';
+
+/** What the addon exports (see native/tsbuild_sys.c). Every call runs on the thread pool. */
+export interface NativeSys {
+  /** mount(2); `cwd` (a private one, the process's never changes) resolves relative paths in `data`. */
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, cwd: string | null): Promise<void>;
+  umount2(target: string, flags: number): Promise<void>;
+  /** Every xattr under `dir` (physical walk): a flat list [relative path, name, value, ...]; '' is `dir`. */
+  treeXattrs(dir: string): Promise<(string | Buffer)[]>;
+  /** lsetxattr(paths[i], names[i], values[i]) in order; stops at the first failure. */
+  setXattrs(paths: readonly string[], names: readonly string[], values: readonly Buffer[]): Promise<void>;
+  constants: { MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number; MS_REC: number };
+}
+
+/** A system call of the addon failed: `code` is the errno name, as in Node's fs errors. */
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+let loaded: { sys: NativeSys | undefined } | undefined;
+let enabled = process.env.TSBUILD_NATIVE !== '0';
+
+/** The addon, or undefined when it is not built or `TSBUILD_NATIVE=0` (loaded once per process). */
+export function native(): NativeSys | undefined {
+  if (!enabled) return undefined;
+  if (loaded === undefined) {
+    let sys: NativeSys | undefined;
+    if (process.platform === 'linux') {
+      try {
+        // dist/util/native.js and src/util/native.ts are both two levels below the package
+        sys = createRequire(import.meta.url)('../../build/Release/tsbuild_sys.node') as NativeSys;
+      } catch {
+        sys = undefined;
+      }
+    }
+    loaded = { sys };
+  }
+  return loaded.sys;
+}
+
+/** For tests of both paths in one process: false forces the spawn path, true uses the addon if built. */
+export function setNativeEnabled(on: boolean): void {
+  enabled = on;
+}
+
+/** Whether `err` came from the addon (has errno name, errno and syscall). */
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).syscall === 'string' && typeof (err as Partial<NativeError>).code === 'string';
+}
