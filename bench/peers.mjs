@@ -48,6 +48,9 @@ if (unknown.length) {
 
 const tsc = spawnSync('npx', ['tsc', '-b', 'packages/cli'], { cwd: REPO_ROOT, stdio: 'inherit' });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+// the CLI as `npm run build` leaves it: bundled (scripts/bundle-cli.mjs)
+const bundle = spawnSync(process.execPath, ['scripts/bundle-cli.mjs'], { cwd: REPO_ROOT, stdio: 'inherit' });
+if (bundle.status !== 0) process.exit(bundle.status ?? 1);
 
 const own = process.env.BENCH_DIR === undefined;
 const base = process.env.BENCH_DIR ? join(process.env.BENCH_DIR, 'peers') : await mkdtemp(join(tmpdir(), 'tsbuild-peers-'));

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tsbuild's tests use. Idempotent: packages already
+# Installs the Debian packages tsbuild and its tests use (gcc, make, python3: node-gyp
+# builds better-sqlite3 and the snapshotter addon from source during npm ci). Idempotent: packages already
 # present are not reinstalled, and apt-get update runs only when something is missing.
 set -euo pipefail
 
-PACKAGES=(runc busybox-static docker.io skopeo umoci docker-registry pigz zstd bzip2 xz-utils util-linux tar attr iproute2 apache2-utils git)
+PACKAGES=(gcc libc6-dev make python3 runc busybox-static docker.io skopeo umoci docker-registry pigz zstd bzip2 xz-utils util-linux tar attr iproute2 apache2-utils git)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -7,6 +7,7 @@
  * tests run both.
  */
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 /** What the addon exports (see native/tsbuild_sys.c). Every call runs on the thread pool. */
 export interface NativeSys {
@@ -38,8 +39,9 @@ export function native(): NativeSys | undefined {
     let sys: NativeSys | undefined;
     if (process.platform === 'linux') {
       try {
-        // dist/util/native.js and src/util/native.ts are both two levels below the package
-        sys = createRequire(import.meta.url)('../../build/Release/tsbuild_sys.node') as NativeSys;
+        // found through the package, not this file's place: the CLI bundle inlines this module
+        const req = createRequire(import.meta.url);
+        sys = req(join(dirname(req.resolve('@tsbuild/snapshotter/package.json')), 'build', 'Release', 'tsbuild_sys.node')) as NativeSys;
       } catch {
         sys = undefined;
       }
