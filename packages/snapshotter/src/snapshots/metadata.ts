@@ -43,6 +43,9 @@ function alive(pid: number): boolean {
   }
 }
 
+/** How many snapshot ids one `next-id` update reserves (see nextId). */
+const ID_BLOCK = 32;
+
 export class MetaStore {
   private readonly dir: string;
   private readonly lockPath: string;
@@ -156,11 +159,23 @@ export class MetaStore {
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
-  /** Allocates a short, never-reused directory id (must hold the lock). */
+  /** Ids this instance reserved in `next-id` and has not handed out yet. */
+  private reserved = { next: 0, end: 0 };
+
+  /**
+   * Allocates a short, never-reused directory id (must hold the lock). `next-id` is moved
+   * on durably by a block of ID_BLOCK ids at a time, which this instance then hands out
+   * without touching the file: one temp + fsync + rename + dir fsync per block instead of
+   * per snapshot. Ids of a block left unused (the process ends) are skipped, never reused:
+   * the durable counter is always past every id handed out.
+   */
   async nextId(): Promise<string> {
-    const p = join(this.root, 'next-id');
-    const cur = Number.parseInt(await readFile(p, 'utf8').catch(() => '1'), 10) || 1;
-    await writeFileAtomic(p, String(cur + 1));
-    return cur.toString(36);
+    if (this.reserved.next >= this.reserved.end) {
+      const p = join(this.root, 'next-id');
+      const cur = Number.parseInt(await readFile(p, 'utf8').catch(() => '1'), 10) || 1;
+      await writeFileAtomic(p, String(cur + ID_BLOCK));
+      this.reserved = { next: cur, end: cur + ID_BLOCK };
+    }
+    return (this.reserved.next++).toString(36);
   }
 }
