@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -30,6 +30,31 @@ test('snapshot ids: reserved in blocks, never handed out twice across instances 
     const max = Math.max(...[...seen].map((id) => parseInt(id, 36)));
     const next = parseInt(await take(c), 36);
     assert.ok(next > max, `after a restart: ${next} > ${max}`);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a staged committed record is invisible until published; temps of dead processes are removed', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'meta-stage-'));
+  try {
+    const m = new MetaStore(root);
+    await m.init();
+    const rec = { key: 'c', kind: 'committed' as const, created: new Date(0).toISOString(), labels: {}, id: '1' };
+    const staged = await m.stage(rec);
+    assert.equal(await m.get('c'), undefined, 'not visible before publish');
+    await m.withLock(() => staged.publish());
+    await staged.settle();
+    assert.deepEqual(await m.get('c'), rec);
+    const dropped = await m.stage({ ...rec, key: 'd' });
+    await dropped.discard();
+    assert.deepEqual((await readdir(join(root, 'metadata'))).filter((n) => n.startsWith('.tmp-')), [], 'discard leaves no temp');
+
+    // a crashed committer's temp (pid 2^22 + 1 is above pid_max's default ceiling: never alive) goes; a live one's stays
+    await writeFile(join(root, 'metadata', `.tmp-${2 ** 22 + 1}-dead`), '{}');
+    await writeFile(join(root, 'metadata', `.tmp-${process.pid}-mine`), '{}');
+    await m.removeDeadTemps();
+    assert.deepEqual((await readdir(join(root, 'metadata'))).filter((n) => n.startsWith('.tmp-')), [`.tmp-${process.pid}-mine`]);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -43,6 +43,16 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A committed record written durably under a temp name (see MetaStore.stage). */
+export interface StagedRecord {
+  /** renames it into place (hold the lock) */
+  publish(): Promise<void>;
+  /** makes the rename durable (after the lock) */
+  settle(): Promise<void>;
+  /** removes the temp file when the commit did not happen */
+  discard(): Promise<void>;
+}
+
 /** How many snapshot ids one `next-id` update reserves (see nextId). */
 const ID_BLOCK = 32;
 
@@ -134,6 +144,32 @@ export class MetaStore {
   }
 
   /**
+   * A committed record in two halves, so that a commit holds the lock only for cheap
+   * calls: `stage` writes it durably under a temp name (no lock: the name is private),
+   * `publish` (under the lock) renames it into place, and `settle` (after the lock)
+   * fsyncs the directory; the commit returns after `settle`. A crash before the
+   * directory fsync may lose the rename: the snapshot is then as if never committed
+   * (its active record, if any, names a dead owner and recovery removes it). Any other
+   * record published later in the same directory and made durable also makes this
+   * rename durable, so a child never outlives its parent's record on disk.
+   */
+  async stage(rec: SnapshotRecord): Promise<StagedRecord> {
+    const tmp = join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(rec));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return {
+      publish: () => rename(tmp, this.file(rec.key)),
+      settle: () => fsyncDir(this.dir),
+      discard: () => unlink(tmp).catch(() => undefined),
+    };
+  }
+
+  /**
    * Removes a record; `durable: false` (for active and view records only) skips the
    * directory fsync: if the removal is lost in a crash, recovery drops the record again.
    */
@@ -157,6 +193,14 @@ export class MetaStore {
       }
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Removes temp files (`.tmp-<pid>-…`: staged or half-written records) of dead processes. */
+  async removeDeadTemps(): Promise<void> {
+    for (const n of await readdir(this.dir)) {
+      const pid = Number(/^\.tmp-(\d+)-/.exec(n)?.[1]);
+      if (Number.isSafeInteger(pid) && pid !== process.pid && !alive(pid)) await unlink(join(this.dir, n)).catch(() => undefined);
+    }
   }
 
   /** Ids this instance reserved in `next-id` and has not handed out yet. */

@@ -225,22 +225,35 @@ class FsSnapshotter implements Snapshotter {
     this.live();
     checkKey('snapshot name', name);
     checkKey('snapshot key', key);
-    await this.meta.withLock(async () => {
-      const rec = await this.meta.get(key);
-      if (!rec) throw new SnapshotNotFoundError(key);
-      if (rec.kind !== 'active') throw new SnapshotStateError(key, 'an active snapshot', `a ${rec.kind} snapshot`);
-      const existing = await this.meta.get(name);
-      if (existing) throw new SnapshotExistsError(name, existing.kind);
-      const c: SnapshotRecord = { key: name, kind: 'committed', created: new Date().toISOString(), labels: { ...rec.labels, ...(opts?.labels ?? {}) }, id: rec.id };
-      if (rec.parent !== undefined) c.parent = rec.parent;
-      // Order matters for crash safety: the committed record first; recovery drops an
-      // active record whose directory is already owned by a committed one.
-      await this.meta.put(c);
-      crashPoint('snapshot-commit');
-      // not durable: should the removal be lost, recovery drops an active record whose id a committed one owns
-      await this.meta.del(key, false);
-      if (this.backend === 'overlay') await rm(this.workDir(rec.id), { recursive: true, force: true });
-    });
+    // The committed record is written and fsync'd before the lock (the fsync is most of a
+    // commit's cost; parallel stages would queue behind it), published under the lock,
+    // and its directory entry made durable after it (MetaStore.stage).
+    const rec = await this.record(key);
+    if (rec.kind !== 'active') throw new SnapshotStateError(key, 'an active snapshot', `a ${rec.kind} snapshot`);
+    const c: SnapshotRecord = { key: name, kind: 'committed', created: new Date().toISOString(), labels: { ...rec.labels, ...(opts?.labels ?? {}) }, id: rec.id };
+    if (rec.parent !== undefined) c.parent = rec.parent;
+    const staged = await this.meta.stage(c);
+    let published = false;
+    try {
+      await this.meta.withLock(async () => {
+        const now = await this.meta.get(key);
+        if (!now) throw new SnapshotNotFoundError(key);
+        if (now.kind !== 'active' || now.id !== rec.id) throw new SnapshotStateError(key, 'an active snapshot', `a ${now.kind} snapshot`);
+        const existing = await this.meta.get(name);
+        if (existing) throw new SnapshotExistsError(name, existing.kind);
+        // Order matters for crash safety: the committed record first; recovery drops an
+        // active record whose directory is already owned by a committed one.
+        await staged.publish();
+        published = true;
+        crashPoint('snapshot-commit');
+        // not durable: should the removal be lost, recovery drops an active record whose id a committed one owns
+        await this.meta.del(key, false);
+      });
+    } finally {
+      if (!published) await staged.discard();
+    }
+    await staged.settle();
+    if (this.backend === 'overlay') await rm(this.workDir(rec.id), { recursive: true, force: true });
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
@@ -306,6 +319,7 @@ class FsSnapshotter implements Snapshotter {
         await unmountAll(join(mnt, name));
         await rm(join(mnt, name), { recursive: true, force: true });
       }
+      await this.meta.removeDeadTemps();
       let all = await this.meta.all();
       const committedIds = new Set(all.filter((r) => r.kind === 'committed').map((r) => r.id));
       for (const r of all) if (r.kind !== 'committed' && committedIds.has(r.id)) await this.meta.del(r.key);
