@@ -11,10 +11,10 @@
  * ```
  */
 import { mkdir } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { ExecutorError } from './errors.js';
 import { RuncExecutor } from './runc.js';
-import { checkRuncVersion, findExecutable, probeCgroupParent, readDebianRuncChangelog, runcVersionOutput } from './runtime-check.js';
+import { cachedRuncVersionOutput, checkRuncVersion, findExecutable, probeCgroupParent, readDebianRuncChangelog } from './runtime-check.js';
 import type { Executor, ExecutorOptions } from './types.js';
 import { UnshareExecutor, type UnshareTools } from './unshare.js';
 
@@ -32,7 +32,7 @@ async function createRunc(stateDir: string): Promise<Executor> {
   if (runc === undefined) {
     throw new ExecutorError('FAILED_PRECONDITION', 'isolation runc needs the runc binary, found none in PATH; install the Debian package runc', { missingPackage: 'runc' });
   }
-  const verdict = checkRuncVersion(await runcVersionOutput(runc), await readDebianRuncChangelog());
+  const verdict = checkRuncVersion(await cachedRuncVersionOutput(runc, join(stateDir, 'runc-version.json')), await readDebianRuncChangelog());
   if (verdict.vulnerable.length > 0) {
     throw new ExecutorError(
       'FAILED_PRECONDITION',

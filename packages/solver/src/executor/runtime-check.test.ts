@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkRuncVersion, parseRuncVersion } from './runtime-check.js';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cachedRuncVersionOutput, checkRuncVersion, parseRuncVersion } from './runtime-check.js';
 
 const debian = `runc version 1.1.5+ds1
 commit: 1.1.5+ds1-1+deb12u1
@@ -46,4 +49,30 @@ test('checkRuncVersion: Debian backport accepted only for the exact build its ch
   assert.deepEqual(checkRuncVersion('runc version 1.1.5\ncommit: v1.1.5-0-gf19387a6\n', changelog).vulnerable, ['CVE-2024-21626']);
   // No changelog at all.
   assert.deepEqual(checkRuncVersion(debian).vulnerable, ['CVE-2024-21626']);
+});
+
+test('cachedRuncVersionOutput asks the binary once, and again when the binary changes', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'runc-version-'));
+  try {
+    // a stand-in runc that counts its runs
+    const runc = join(dir, 'runc');
+    const script = (v: string): string => `#!/bin/sh\necho x >> ${join(dir, 'runs')}\necho "runc version ${v}"\n`;
+    await writeFile(runc, script('1.1.12'));
+    await chmod(runc, 0o755);
+    const cache = join(dir, 'runc-version.json');
+    const runs = async (): Promise<number> => (await readFile(join(dir, 'runs'), 'utf8')).split('\n').filter(Boolean).length;
+    assert.equal(await cachedRuncVersionOutput(runc, cache), 'runc version 1.1.12\n');
+    assert.equal(await cachedRuncVersionOutput(runc, cache), 'runc version 1.1.12\n');
+    assert.equal(await runs(), 1, 'the second call is answered from the record');
+    // replaced by another version (new size and ctime): asked again, and the old answer is not used
+    await writeFile(runc, script('1.1.11-replaced'));
+    assert.equal(await cachedRuncVersionOutput(runc, cache), 'runc version 1.1.11-replaced\n');
+    assert.equal(await runs(), 2);
+    // a corrupt record is ignored
+    await writeFile(cache, '{oops');
+    assert.equal(await cachedRuncVersionOutput(runc, cache), 'runc version 1.1.11-replaced\n');
+    assert.equal(await runs(), 3);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
