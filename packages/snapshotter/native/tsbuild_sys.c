@@ -11,7 +11,9 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -496,6 +499,48 @@ static napi_value js_set_xattrs(napi_env env, napi_callback_info info) {
   return start(env, r);
 }
 
+/* cloexecAbove(fd): marks every descriptor above `fd` close-on-exec (synchronous: one
+ * close_range(2) call, or a /proc/self/fd walk on kernels before 5.11). Inherited
+ * descriptors then never reach a spawned child; the process itself keeps using them. */
+static napi_value js_cloexec_above(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args_of(env, info, 1, argv)) return NULL;
+  int32_t low;
+  if (napi_get_value_int32(env, argv[0], &low) != napi_ok || low < 0) {
+    napi_throw_type_error(env, NULL, "cloexecAbove(fd: number >= 0): bad argument");
+    return NULL;
+  }
+  req_t r = {0};
+#if defined(SYS_close_range) && defined(CLOSE_RANGE_CLOEXEC)
+  if (syscall(SYS_close_range, (unsigned)low + 1, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return NULL;
+  if (errno != ENOSYS && errno != EINVAL) fail(&r, errno, "close_range", NULL);
+#endif
+  if (!r.err) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+      fail(&r, errno, "opendir", "/proc/self/fd");
+    } else {
+      struct dirent *e;
+      while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        int fd = atoi(e->d_name);
+        if (fd <= low || fd == dirfd(d)) continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
+          fail(&r, errno, "fcntl", NULL);
+          break;
+        }
+      }
+      closedir(d);
+    }
+  }
+  if (r.err) {
+    napi_throw(env, make_error(env, &r));
+    free(r.err_path);
+  }
+  return NULL;
+}
+
 static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
@@ -513,6 +558,7 @@ static napi_value init(napi_env env, napi_value exports) {
   set_fn(env, exports, "umount2", js_umount2);
   set_fn(env, exports, "treeXattrs", js_tree_xattrs);
   set_fn(env, exports, "setXattrs", js_set_xattrs);
+  set_fn(env, exports, "cloexecAbove", js_cloexec_above);
   napi_value c;
   napi_create_object(env, &c);
   set_int(env, c, "MS_RDONLY", MS_RDONLY);

@@ -33,3 +33,5 @@ export * from './registry/index.js';
 /** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */
 export { crashPoint } from './crash-point.js';
 export { pidAlive } from './util/process.js';
+/** Native addon helpers the executor uses (false/undefined when the addon is not built). */
+export { markInheritedFdsCloexec } from './util/native.js';

@@ -18,6 +18,8 @@ export interface NativeSys {
   treeXattrs(dir: string): Promise<(string | Buffer)[]>;
   /** lsetxattr(paths[i], names[i], values[i]) in order; stops at the first failure. */
   setXattrs(paths: readonly string[], names: readonly string[], values: readonly Buffer[]): Promise<void>;
+  /** Marks every descriptor above `fd` close-on-exec (synchronous; close_range(2) or a /proc/self/fd walk). */
+  cloexecAbove(fd: number): void;
   constants: { MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number; MS_REC: number };
 }
 
@@ -59,4 +61,17 @@ export function setNativeEnabled(on: boolean): void {
 /** Whether `err` came from the addon (has errno name, errno and syscall). */
 export function isNativeError(err: unknown): err is NativeError {
   return err instanceof Error && typeof (err as Partial<NativeError>).syscall === 'string' && typeof (err as Partial<NativeError>).code === 'string';
+}
+
+/**
+ * Marks every descriptor above 2 close-on-exec, so none that the process inherited
+ * without O_CLOEXEC reaches a child spawned after this call (Node opens its own with
+ * it). Returns false when the addon is absent: the caller must then close them in the
+ * child itself (the executor's bash launcher does).
+ */
+export function markInheritedFdsCloexec(): boolean {
+  const sys = native();
+  if (!sys) return false;
+  sys.cloexecAbove(2);
+  return true;
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { markInheritedFdsCloexec } from '@tsbuild/snapshotter';
 import { AbortError, ExecutorError } from './errors.js';
 import { prepareStep } from './prepare.js';
 import { removeStubs } from './stubs.js';
@@ -13,7 +14,7 @@ import type { Executor, RunRequest, RunResult } from './types.js';
 /** Host facts the runc backend was created with. */
 export interface RuncConfig {
   runc: string;
-  /** bash, used as a launcher that closes inherited fds before exec'ing runc. */
+  /** bash, the launcher that closes inherited fds before exec'ing runc when the native addon is absent. */
   bash: string;
   stateDir: string;
   /** RLIMIT_NOFILE for steps. */
@@ -85,12 +86,14 @@ export class RuncExecutor implements Executor {
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
       const logFile = join(bundle, 'runc.log');
-      const child = spawnStreaming(
-        this.#cfg.bash,
-        ['--noprofile', '--norc', '-c', `${CLOSE_INHERITED_FDS}; exec "$@"`, 'tsbuild-launch',
-          this.#cfg.runc, '--root', this.#runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id],
-        { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: req.stdin, onStdout: req.onStdout, onStderr: req.onStderr },
-      );
+      const runcArgs = ['--root', this.#runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id];
+      const io = { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: req.stdin, onStdout: req.onStdout, onStderr: req.onStderr };
+      // inherited fds must not pass through runc into the step: the addon marks them
+      // close-on-exec right before the spawn (no launcher process); without it, a bash
+      // launcher closes them before exec'ing runc
+      const child = markInheritedFdsCloexec()
+        ? spawnStreaming(this.#cfg.runc, runcArgs, io)
+        : spawnStreaming(this.#cfg.bash, ['--noprofile', '--norc', '-c', `${CLOSE_INHERITED_FDS}; exec "$@"`, 'tsbuild-launch', this.#cfg.runc, ...runcArgs], io);
       let aborted = false;
       let killer: Promise<void> | undefined;
       const onAbort = (): void => {

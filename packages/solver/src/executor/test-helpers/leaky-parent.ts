@@ -1,5 +1,5 @@
 /**
- * Run by executor.test.ts as a child process that inherited fd 3 without O_CLOEXEC (like a
+ * Run by executor.test.ts as a child process that inherited fd 100 without O_CLOEXEC (like a
  * builder started by a careless parent). Runs one step and prints which fds the helper
  * holds and which fds the step's pid 1 holds, as JSON.
  * Usage: node --import tsx leaky-parent.ts <runc|unshare> <rootfs> <stateDir>
