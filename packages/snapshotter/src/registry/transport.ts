@@ -1,5 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -442,10 +443,21 @@ export class RegistryTransport {
 }
 
 const IDLE_TIMEOUT_MS = 120_000;
-const agents = {
-  http: new http.Agent({ keepAlive: true }),
-  https: new https.Agent({ keepAlive: true }),
-};
+/**
+ * node:http(s) and their keep-alive agents, loaded at the first request: loading https
+ * (tls, net, the http parser) costs 10–25 ms of every process start, and most commands
+ * never speak to a registry.
+ */
+let net: { http: typeof http; https: typeof https; agents: { http: http.Agent; https: https.Agent } } | undefined;
+function httpModules(): NonNullable<typeof net> {
+  if (net === undefined) {
+    const require = createRequire(import.meta.url);
+    const h = require('node:http') as typeof http;
+    const s = require('node:https') as typeof https;
+    net = { http: h, https: s, agents: { http: new h.Agent({ keepAlive: true }), https: new s.Agent({ keepAlive: true }) } };
+  }
+  return net;
+}
 
 /**
  * One HTTP exchange over node:http(s). Node 20's fetch keeps every chunk of a streamed
@@ -458,7 +470,8 @@ function send(url: string, method: string, headers: Record<string, string>, body
   return new Promise<HttpResponse>((resolve, reject) => {
     const u = new URL(url);
     const secure = u.protocol === 'https:';
-    const req = (secure ? https : http).request(u, { method, headers, agent: secure ? agents.https : agents.http, ...(signal === undefined ? {} : { signal }) }, (res) => {
+    const m = httpModules();
+    const req = (secure ? m.https : m.http).request(u, { method, headers, agent: secure ? m.agents.https : m.agents.http, ...(signal === undefined ? {} : { signal }) }, (res) => {
       resolve({ status: res.statusCode ?? 0, headers: new NodeHeaders(res.headers), body: res });
     });
     req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(Object.assign(new Error(`no data from ${u.origin} for ${IDLE_TIMEOUT_MS} ms`), { code: 'ETIMEDOUT' })));
