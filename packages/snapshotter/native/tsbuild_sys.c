@@ -386,21 +386,34 @@ static int opt_string(napi_env env, napi_value v, char **out) {
   return *out != NULL;
 }
 
+/* The arguments and a fresh request for `op`; NULL with a JS exception pending. */
+static req_t *new_req(napi_env env, napi_callback_info info, size_t n, napi_value *argv, enum op op) {
+  if (!args_of(env, info, n, argv)) return NULL;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    napi_throw_error(env, NULL, "tsbuild_sys: out of memory");
+    return NULL;
+  }
+  r->op = op;
+  return r;
+}
+
+/* Frees a request whose arguments did not parse and throws a TypeError naming the call. */
+static napi_value bad_args(napi_env env, req_t *r, const char *usage) {
+  req_free(r);
+  napi_throw_type_error(env, NULL, usage);
+  return NULL;
+}
+
 /* mount(source|null, target, fstype|null, flags, data|null, cwd|null): Promise<void> */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[6];
-  if (!args_of(env, info, 6, argv)) return NULL;
-  req_t *r = calloc(1, sizeof *r);
+  req_t *r = new_req(env, info, 6, argv, OP_MOUNT);
   if (!r) return NULL;
-  r->op = OP_MOUNT;
   int64_t flags;
   int ok = opt_string(env, argv[0], &r->s[0]) && (r->s[1] = dup_string(env, argv[1])) != NULL && opt_string(env, argv[2], &r->s[2]) &&
            napi_get_value_int64(env, argv[3], &flags) == napi_ok && opt_string(env, argv[4], &r->s[3]) && opt_string(env, argv[5], &r->s[4]);
-  if (!ok) {
-    req_free(r);
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data, cwd): bad argument");
-    return NULL;
-  }
+  if (!ok) return bad_args(env, r, "mount(source, target, fstype, flags, data, cwd): bad argument");
   r->flags = (unsigned long)flags;
   return start(env, r);
 }
@@ -408,16 +421,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 /* umount2(target, flags): Promise<void> */
 static napi_value js_umount2(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args_of(env, info, 2, argv)) return NULL;
-  req_t *r = calloc(1, sizeof *r);
+  req_t *r = new_req(env, info, 2, argv, OP_UMOUNT);
   if (!r) return NULL;
-  r->op = OP_UMOUNT;
   int64_t flags;
-  if ((r->s[0] = dup_string(env, argv[0])) == NULL || napi_get_value_int64(env, argv[1], &flags) != napi_ok) {
-    req_free(r);
-    napi_throw_type_error(env, NULL, "umount2(target, flags): bad argument");
-    return NULL;
-  }
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL || napi_get_value_int64(env, argv[1], &flags) != napi_ok) return bad_args(env, r, "umount2(target, flags): bad argument");
   r->flags = (unsigned long)flags;
   return start(env, r);
 }
@@ -425,15 +432,9 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
 /* treeXattrs(dir): Promise<[rel, name, Buffer, ...]> (physical walk; '' is dir itself) */
 static napi_value js_tree_xattrs(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!args_of(env, info, 1, argv)) return NULL;
-  req_t *r = calloc(1, sizeof *r);
+  req_t *r = new_req(env, info, 1, argv, OP_TREE_XATTRS);
   if (!r) return NULL;
-  r->op = OP_TREE_XATTRS;
-  if ((r->s[0] = dup_string(env, argv[0])) == NULL) {
-    req_free(r);
-    napi_throw_type_error(env, NULL, "treeXattrs(dir): bad argument");
-    return NULL;
-  }
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, "treeXattrs(dir): bad argument");
   return start(env, r);
 }
 
@@ -454,10 +455,8 @@ static int string_array(napi_env env, napi_value arr, char ***out, size_t *count
 /* setXattrs(paths, names, values: Buffer[]): Promise<void> (lsetxattr each, in order) */
 static napi_value js_set_xattrs(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!args_of(env, info, 3, argv)) return NULL;
-  req_t *r = calloc(1, sizeof *r);
+  req_t *r = new_req(env, info, 3, argv, OP_SET_XATTRS);
   if (!r) return NULL;
-  r->op = OP_SET_XATTRS;
   size_t nn = 0;
   uint32_t nv = 0;
   int ok = string_array(env, argv[0], &r->paths, &r->count);
@@ -491,11 +490,7 @@ static napi_value js_set_xattrs(napi_env env, napi_callback_info info) {
       }
     }
   }
-  if (!ok) {
-    req_free(r);
-    napi_throw_type_error(env, NULL, "setXattrs(paths: string[], names: string[], values: Buffer[]): bad argument");
-    return NULL;
-  }
+  if (!ok) return bad_args(env, r, "setXattrs(paths: string[], names: string[], values: Buffer[]): bad argument");
   return start(env, r);
 }
 
