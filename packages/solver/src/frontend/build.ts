@@ -949,7 +949,10 @@ class Builder {
             });
             if (!(await lstat(use).catch(() => undefined))) {
               await mkdir(join(use, '..'), { recursive: true });
-              await mkdir(use);
+              // a parallel step sharing the cache may have made it since the lstat
+              await mkdir(use).catch((err: unknown) => {
+                if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+              });
             }
             if (use !== dir || !createdCacheDirs.has(use)) {
               // a new cache directory takes uid/gid/mode from the mount options (root, 0755 by default)
