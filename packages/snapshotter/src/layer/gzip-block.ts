@@ -1,58 +1,21 @@
 /**
  * Compression of one block of a parallel gzip stream (runs inside a gzip worker).
  *
- * The block is cut into 4 KiB segments; a segment whose order-0 entropy (sampled) is above
- * 7.6 bits/byte (random or already compressed bytes) is "incompressible". Runs of
- * incompressible segments become deflate stored blocks (a copy, no compressor); the other
- * runs are raw-deflated (the block's first run with the 32 KiB of input before the block
- * as preset dictionary) and ended with a sync flush (Z_FINISH for the very last run of the stream), so every piece ends
+ * The block is cut into runs by the entropy test of entropy.ts (4 KiB segments; random or
+ * already compressed bytes are "incompressible"). Incompressible runs become deflate
+ * stored blocks (a copy, no compressor); the other runs are raw-deflated (the block's
+ * first run with the 32 KiB of input before the block as preset dictionary) and ended with
+ * a sync flush (Z_FINISH for the very last run of the stream), so every piece ends
  * byte-aligned and the pieces concatenate into one deflate stream. A deflated run that
  * came out larger than its stored form is stored instead. Everything depends on the
  * block's bytes, the 32 KiB before it and the level only: the output is deterministic.
  */
 import zlib from 'node:zlib';
+import { classify, type Run } from './entropy.js';
 
-const SEGMENT = 4096;
-const ENTROPY_STORE_THRESHOLD = 7.6;
-const SAMPLE_STRIDE = 4;
 const DICT_SIZE = 32 * 1024;
 const MAX_STORED = 65535;
 const EMPTY_FINAL_BLOCK = [0x03, 0x00];
-
-/**
- * Order-0 entropy in bits per byte of every 4th byte of `buf[start, end)` (1,024
- * samples per segment: the full histogram was ~30% of the compression CPU, measured;
- * random bytes still score ≈7.8 and text ≈4.5-5.5, far from the threshold).
- */
-function entropy(buf: Uint8Array, start: number, end: number, hist: Uint32Array): number {
-  hist.fill(0);
-  for (let i = start; i < end; i += SAMPLE_STRIDE) hist[buf[i]!]!++;
-  const n = Math.ceil((end - start) / SAMPLE_STRIDE);
-  let h = 0;
-  for (let s = 0; s < 256; s++) {
-    const c = hist[s]!;
-    if (c !== 0) {
-      const p = c / n;
-      h -= p * Math.log2(p);
-    }
-  }
-  return h;
-}
-
-/** Runs of [start, end, incompressible] covering `block`. */
-export function classify(block: Uint8Array): [number, number, boolean][] {
-  const runs: [number, number, boolean][] = [];
-  const hist = new Uint32Array(256);
-  for (let s = 0; s < block.length; s += SEGMENT) {
-    const e = Math.min(block.length, s + SEGMENT);
-    // segments shorter than 1 KiB are too small to judge: compress them
-    const inc = e - s >= 1024 && entropy(block, s, e, hist) > ENTROPY_STORE_THRESHOLD;
-    const last = runs[runs.length - 1];
-    if (last !== undefined && last[2] === inc) last[1] = e;
-    else runs.push([s, e, inc]);
-  }
-  return runs;
-}
 
 function storedSize(n: number): number {
   return n + 5 * Math.max(1, Math.ceil(n / MAX_STORED));
@@ -86,7 +49,7 @@ export function compressBlock(block: Uint8Array, prev: Uint8Array, level: number
     storedInto(out, block, final);
     return Buffer.concat(out);
   }
-  const runs = level === 0 ? [[0, block.length, true] as [number, number, boolean]] : classify(block);
+  const runs = level === 0 ? [[0, block.length, true] as Run] : classify(block);
   for (let r = 0; r < runs.length; r++) {
     const [s, e, inc] = runs[r]!;
     const data = block.subarray(s, e);

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { InvalidLayerOptionError } from './errors.js';
-import { classify } from './gzip-block.js';
+import { classify } from './entropy.js';
 import { gzipParallel, type GzipParallelOptions } from './gzip-parallel.js';
 import { chunked, prngBytes, requireTool, run, textBytes } from './test-helpers/tools.js';
 
