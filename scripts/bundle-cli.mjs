@@ -3,8 +3,8 @@
 // packages/cli/bundle/main.js with esbuild, so a `tsbuild` process loads one module
 // instead of ~130 (start-up: see bench/README.md, peers, "Fourth round"). Third-party
 // packages stay external (Node loads them from node_modules as before), and so does the
-// native addon. The gzip pool's worker is a second entry, next to main.js, where the
-// pool looks for it. bin/tsbuild.js uses the bundle only while `stamp.json` matches the
+// native addon. The compression pool's worker (gzip and zstd blocks) is a second entry,
+// next to main.js, where the pool looks for it. bin/tsbuild.js uses the bundle only while `stamp.json` matches the
 // packages' dist/.tsbuildinfo files (a later `tsc -b` makes it stale: dist/ is used).
 // Runs after `tsc -b` in `npm run build` / `prepare`; without esbuild (a production
 // install) it says so and leaves the CLI unbundled.
@@ -36,7 +36,7 @@ await mkdir(out, { recursive: true });
 await esbuild.build({
   entryPoints: {
     main: join(root, 'packages', 'cli', 'dist', 'main.js'),
-    'gzip-worker': join(root, 'packages', 'snapshotter', 'dist', 'layer', 'gzip-worker.js'),
+    'block-worker': join(root, 'packages', 'snapshotter', 'dist', 'layer', 'block-worker.js'),
   },
   outdir: out,
   bundle: true,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir, writeFile, mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { after, describe, it } from 'node:test';
@@ -12,14 +13,18 @@ import { sha256 } from '../content/digest.js';
 import { ContentTooLargeError, InvalidArchiveError } from '../errors.js';
 import { loadArchive } from './archive-load.js';
 import { saveDockerArchive, saveOciArchive, writeOciLayout } from './archive-save.js';
-import { readImage } from './image.js';
+import { readImage, writeImage } from './image.js';
 import { ImageStore } from './image-store.js';
 import { MediaTypes } from './types.js';
+import { writeLayer } from '../layer/index.js';
+import { prngBytes, textBytes } from '../layer/test-helpers/tools.js';
+import { hostPlatform } from './platform.js';
 import { buildBusyboxImage } from './test-helpers/busybox-image.js';
 import { removeAll, tempDir } from './test-helpers/fixtures.js';
 import { DOCKER, DOCKER_ENV, ensureDocker, requireTool, run } from './test-helpers/system.js';
 
 const dirs: string[] = [];
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 after(() => removeAll(dirs));
 
 async function fresh(): Promise<{ content: ContentStore; images: ImageStore; dir: string }> {
@@ -170,6 +175,33 @@ describe('archives', () => {
       const u = run(['umoci', 'raw', 'unpack', '--rootless', '--image', `${layout}:docker.io/library/ocitest:v1`, bundle]);
       assert.equal(u.code, 0, u.stderr);
       assert.deepEqual((await readdir(join(bundle, 'bin'))).sort(), ['busybox', 'cat', 'echo', 'sh']);
+    }
+  });
+
+  it('a zstd layer (one frame per entropy run) decodes with skopeo, i.e. Go klauspost/compress as containerd uses, to its diffID', async (t) => {
+    const a = await fresh();
+    // text, random, text: compressed frames around a raw one
+    const layerTar = await tarOf([
+      { name: 'a.txt', body: textBytes(1, 300_000) },
+      { name: 'random.bin', body: prngBytes(2, 200_000) },
+      { name: 'b.txt', body: textBytes(3, 100_000) },
+    ]);
+    const layer = await writeLayer(Readable.from([layerTar]), a.content, { compression: 'zstd' });
+    const blob = await readFile(a.content.blobPath(layer.digest));
+    let frames = 0;
+    for (let i = blob.indexOf(ZSTD_MAGIC); i >= 0; i = blob.indexOf(ZSTD_MAGIC, i + 4)) frames++;
+    assert.ok(frames >= 3, `expected several frames, found ${frames}`);
+    const img = await writeImage(a.content, {
+      config: { architecture: hostPlatform().architecture, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } },
+      layers: [layer],
+    });
+    const layout = join(a.dir, 'layout');
+    await writeOciLayout(layout, a.content, img, ['zstdtest:v1']);
+    if (requireTool(t, '/usr/bin/skopeo', 'skopeo')) {
+      const out = join(a.dir, 'decompressed');
+      const r = run(['skopeo', 'copy', '--dest-decompress', `oci:${layout}:docker.io/library/zstdtest:v1`, `dir:${out}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok((await readFile(join(out, layer.diffId.slice('sha256:'.length)))).equals(layerTar), 'skopeo decoded another tar');
     }
   });
 

@@ -30,3 +30,9 @@ export class CorruptLayerError extends SnapshotterError {
     super(`corrupt layer ${digest}: expected a complete ${compression} stream, found ${detail}`, options);
   }
 }
+
+/** `v` when it is an integer in [min, max]; else throws {@link InvalidLayerOptionError} naming `name`. */
+export function checkIntOption(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidLayerOptionError(name, `an integer from ${min} to ${max}`, v);
+  return v;
+}

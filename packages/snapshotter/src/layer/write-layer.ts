@@ -5,7 +5,7 @@ import type { ContentInfo, ContentWriter, Digest } from '../content/index.js';
 import { InvalidLayerOptionError } from './errors.js';
 import { gzipParallel } from './gzip-parallel.js';
 import { MediaTypes, type Compression, type LayerDescriptor } from './types.js';
-import { zstdCompressStream } from './zstd.js';
+import { zstdParallel } from './zstd.js';
 import { crashPoint } from '../crash-point.js';
 
 /** The part of the content store that writeLayer needs (ContentStore satisfies it). */
@@ -17,7 +17,7 @@ export interface LayerIngester {
 export interface WriteLayerOptions {
   /** Default 'gzip'. */
   compression?: Compression;
-  /** gzip 0-9 (default 2, see README), zstd -7..22 except 0 (default 3); ignored for 'uncompressed'. */
+  /** gzip 0-9 (default 2), zstd -7..22 except 0 (default 1), see README; ignored for 'uncompressed'. */
   level?: number;
   /** Aborts the pass; the ingest is dropped and nothing is committed. */
   signal?: AbortSignal;
@@ -39,7 +39,7 @@ async function makeCompressor(compression: Compression, level: number | undefine
     case 'gzip':
       return gzipParallel(level === undefined ? {} : { level });
     case 'zstd':
-      return zstdCompressStream(level === undefined ? {} : { level });
+      return zstdParallel(level === undefined ? {} : { level });
     case 'uncompressed':
       return undefined;
     default: {

@@ -1,9 +1,10 @@
 /**
- * A process-wide pool of worker threads that compress gzip blocks. Workers start lazily,
- * are shared by every gzipParallel stream, and do not keep the process alive while idle.
+ * A process-wide pool of worker threads that compress blocks (gzip and zstd). Workers
+ * start lazily, are shared by every gzipParallel and zstdParallel stream, and do not keep
+ * the process alive while idle.
  */
 import { Worker } from 'node:worker_threads';
-import type { GzipJob, GzipResult } from './gzip-worker.js';
+import type { BlockJob, BlockResult, BlockTask } from './block-worker.js';
 
 interface Pending {
   resolve: (b: Buffer) => void;
@@ -16,12 +17,12 @@ class PoolWorker {
   constructor(url: URL, onExit: (w: PoolWorker) => void) {
     this.worker = startWorker(url);
     this.worker.unref();
-    this.worker.on('message', (m: GzipResult) => {
+    this.worker.on('message', (m: BlockResult) => {
       const p = this.pending.get(m.id);
       if (p === undefined) return;
       this.pending.delete(m.id);
       if (this.pending.size === 0) this.worker.unref();
-      if ('error' in m) p.reject(new Error(`gzip worker failed: ${m.error}`));
+      if ('error' in m) p.reject(new Error(`compression worker failed: ${m.error}`));
       else p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
     });
     const fail = (err: Error): void => {
@@ -30,14 +31,14 @@ class PoolWorker {
       onExit(this);
     };
     this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`gzip worker exited with code ${code} while compressing`)));
+    this.worker.on('exit', (code) => fail(new Error(`compression worker exited with code ${code} while compressing`)));
   }
 }
 
-// Compiled: dist/layer/gzip-worker.js. Run from source (tests under tsx): the .ts file,
+// Compiled: dist/layer/block-worker.js. Run from source (tests under tsx): the .ts file,
 // loaded after registering tsx inside the worker (loader flags do not reach workers).
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(FROM_SOURCE ? './gzip-worker.ts' : './gzip-worker.js', import.meta.url);
+const WORKER_URL = new URL(FROM_SOURCE ? './block-worker.ts' : './block-worker.js', import.meta.url);
 
 function startWorker(url: URL): Worker {
   if (!FROM_SOURCE) return new Worker(url);
@@ -53,10 +54,11 @@ function drop(w: PoolWorker): void {
 }
 
 /**
- * Compresses one block on the least busy of up to `size` workers. `block` is transferred
- * (the caller must not use it afterwards); `prev` is copied.
+ * Compresses one block on the least busy of up to `size` workers. `task.block` is
+ * transferred when it owns its whole ArrayBuffer (the caller must not use it afterwards);
+ * everything else is copied.
  */
-export function compressOnPool(size: number, block: Buffer, prev: Uint8Array, level: number, final: boolean): Promise<Buffer> {
+export function compressOnPool(size: number, task: BlockTask): Promise<Buffer> {
   let target: PoolWorker | undefined;
   for (const w of workers.slice(0, size)) if (target === undefined || w.pending.size < target.pending.size) target = w;
   if ((target === undefined || target.pending.size > 0) && workers.length < size) {
@@ -68,7 +70,8 @@ export function compressOnPool(size: number, block: Buffer, prev: Uint8Array, le
   return new Promise<Buffer>((resolve, reject) => {
     w.pending.set(id, { resolve, reject });
     w.worker.ref();
-    const job: GzipJob = { id, block, prev, level, final };
+    const job: BlockJob = { id, task };
+    const block = task.block;
     const transferable = block.byteOffset === 0 && block.byteLength === block.buffer.byteLength && !(block.buffer instanceof SharedArrayBuffer);
     w.worker.postMessage(job, transferable ? [block.buffer as ArrayBuffer] : []);
   });
