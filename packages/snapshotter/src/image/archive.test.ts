@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir, writeFile, mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { after, describe, it } from 'node:test';

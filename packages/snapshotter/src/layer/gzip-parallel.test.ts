@@ -8,29 +8,12 @@ import fc from 'fast-check';
 import { InvalidLayerOptionError } from './errors.js';
 import { classify } from './entropy.js';
 import { gzipParallel, type GzipParallelOptions } from './gzip-parallel.js';
-import { chunked, prngBytes, requireTool, run, textBytes } from './test-helpers/tools.js';
+import { prngBytes, requireTool, run, textBytes, through, blockCases } from './test-helpers/tools.js';
 
-async function gz(data: Buffer, opts: GzipParallelOptions = {}, chunkSizes: number[] = [65536]): Promise<Buffer> {
-  const out: Buffer[] = [];
-  await pipeline(Readable.from(chunked(data, chunkSizes)), gzipParallel(opts), async (src: AsyncIterable<Buffer>) => {
-    for await (const c of src) out.push(c);
-  });
-  return Buffer.concat(out);
-}
+const gz = (data: Buffer, opts: GzipParallelOptions = {}, chunkSizes?: number[]): Promise<Buffer> => through(gzipParallel(opts), data, chunkSizes);
 
 const BS = 32 * 1024;
-const cases: [string, Buffer][] = [
-  ['empty', Buffer.alloc(0)],
-  ['1 byte', Buffer.from([0x42])],
-  ['random 1 MiB', prngBytes(1, 1 << 20)],
-  ['text 1 MiB', textBytes(2, 1 << 20)],
-  ['exactly one block', textBytes(3, BS)],
-  ['one block + 1', textBytes(4, BS + 1)],
-  ['one block - 1', prngBytes(5, BS - 1)],
-  ['exactly 5 blocks', Buffer.concat([prngBytes(6, 2 * BS), textBytes(7, 3 * BS)])],
-  ['mixed random/text, many blocks', Buffer.concat([textBytes(8, 100_000), prngBytes(9, 200_000), textBytes(10, 150_001)])],
-  ['zeros', Buffer.alloc(300_000)],
-];
+const cases = blockCases(BS);
 
 describe('gzipParallel', () => {
   for (const [name, data] of cases) {

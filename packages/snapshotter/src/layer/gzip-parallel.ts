@@ -45,38 +45,28 @@ function gzipHeader(level: number): Buffer {
 }
 
 class GzipParallelTransform extends ParallelBlockTransform {
-  readonly #level: number;
-  readonly #workers: number;
   #prev: Uint8Array = new Uint8Array(0);
   #crc = 0;
-  #total = 0;
-
-  constructor(level: number, blockSize: number, workers: number) {
-    super(blockSize, workers);
-    this.#level = level;
-    this.#workers = workers;
-  }
 
   protected override onInput(chunk: Buffer): void {
     this.#crc = zlib.crc32(chunk, this.#crc);
-    this.#total += chunk.length;
   }
 
   protected override compress(block: Buffer, final: boolean): Promise<Buffer> {
     const prev = this.#prev;
     // copied before `block` is transferred to a worker
     if (!final) this.#prev = new Uint8Array(block.subarray(block.length - DICT_SIZE));
-    return compressOnPool(this.#workers, { kind: 'gzip', block, prev, level: this.#level, final });
+    return compressOnPool(this.workers, { kind: 'gzip', block, prev, level: this.level, final });
   }
 
   protected override header(): Buffer {
-    return gzipHeader(this.#level);
+    return gzipHeader(this.level);
   }
 
   protected override trailer(): Buffer {
     const trailer = Buffer.allocUnsafe(8);
     trailer.writeUInt32LE(this.#crc >>> 0, 0);
-    trailer.writeUInt32LE(this.#total % 0x100000000, 4);
+    trailer.writeUInt32LE(this.inputBytes % 0x100000000, 4);
     return trailer;
   }
 }

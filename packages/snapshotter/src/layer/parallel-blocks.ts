@@ -2,24 +2,30 @@
  * The skeleton shared by the parallel gzip and zstd compressors: the input is cut into
  * fixed-size blocks at fixed byte offsets, each block is handed to {@link compress}
  * (which runs it on the worker pool), and the compressed pieces are pushed in input order
- * between an optional header and trailer. At most `inFlight` blocks are being compressed
+ * between an optional header and trailer. At most `workers` blocks are being compressed
  * at a time, so memory is bounded and upstream is backpressured. Block cuts depend on the
  * input bytes and the block size only, never on how the input was chunked.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
 export abstract class ParallelBlockTransform extends Transform {
+  /** The compression level, as the subclass understands it. */
+  protected readonly level: number;
+  /** Blocks in flight at most (and the pool size asked for). */
+  protected readonly workers: number;
+  /** Input bytes seen so far. */
+  protected inputBytes = 0;
   readonly #blockSize: number;
-  readonly #inFlight: number;
   #block: Buffer;
   #fill = 0;
   #headerSent = false;
   readonly #queue: Promise<Buffer>[] = [];
 
-  constructor(blockSize: number, inFlight: number) {
+  constructor(level: number, blockSize: number, workers: number) {
     super({ highWaterMark: blockSize, readableHighWaterMark: blockSize });
+    this.level = level;
+    this.workers = workers;
     this.#blockSize = blockSize;
-    this.#inFlight = inFlight;
     this.#block = Buffer.allocUnsafeSlow(blockSize);
   }
 
@@ -53,6 +59,7 @@ export abstract class ParallelBlockTransform extends Transform {
 
   async #feed(chunk: Buffer): Promise<void> {
     this.onInput(chunk);
+    this.inputBytes += chunk.length;
     let off = 0;
     while (off < chunk.length) {
       const n = Math.min(this.#blockSize - this.#fill, chunk.length - off);
@@ -64,7 +71,7 @@ export abstract class ParallelBlockTransform extends Transform {
         this.#block = Buffer.allocUnsafeSlow(this.#blockSize);
         this.#fill = 0;
         this.#dispatch(block, false);
-        while (this.#queue.length >= this.#inFlight) this.#emit(await this.#queue.shift()!);
+        while (this.#queue.length >= this.workers) this.#emit(await this.#queue.shift()!);
       }
     }
   }

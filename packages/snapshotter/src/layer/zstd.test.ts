@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Readable, type Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
@@ -7,16 +7,8 @@ import fc from 'fast-check';
 import { classify } from './entropy.js';
 import { InvalidLayerOptionError } from './errors.js';
 import { gzipParallel } from './gzip-parallel.js';
-import { chunked, prngBytes, requireTool, run, textBytes } from './test-helpers/tools.js';
+import { prngBytes, requireTool, run, textBytes, through, blockCases } from './test-helpers/tools.js';
 import { zstdDecompressStream, zstdParallel, type ZstdParallelOptions } from './zstd.js';
-
-async function through(t: Transform, data: Buffer, chunkSizes: number[] = [65536]): Promise<Buffer> {
-  const out: Buffer[] = [];
-  await pipeline(Readable.from(chunked(data, chunkSizes)), t, async (src: AsyncIterable<Buffer>) => {
-    for await (const c of src) out.push(c);
-  });
-  return Buffer.concat(out);
-}
 
 const zst = async (data: Buffer, opts: ZstdParallelOptions = {}, chunkSizes?: number[]): Promise<Buffer> => through(await zstdParallel(opts), data, chunkSizes);
 const unzst = async (blob: Buffer): Promise<Buffer> => through(await zstdDecompressStream(), blob);
@@ -68,18 +60,7 @@ function frames(stream: Buffer): Frame[] {
 }
 
 const BS = 64 * 1024;
-const cases: [string, Buffer][] = [
-  ['empty', Buffer.alloc(0)],
-  ['1 byte', Buffer.from([0x42])],
-  ['random 1 MiB', prngBytes(1, 1 << 20)],
-  ['text 1 MiB', textBytes(2, 1 << 20)],
-  ['exactly one block', textBytes(3, BS)],
-  ['one block + 1', textBytes(4, BS + 1)],
-  ['one block - 1', prngBytes(5, BS - 1)],
-  ['exactly 5 blocks', Buffer.concat([prngBytes(6, 2 * BS), textBytes(7, 3 * BS)])],
-  ['mixed random/text, many blocks', Buffer.concat([textBytes(8, 100_000), prngBytes(9, 200_000), textBytes(10, 150_001)])],
-  ['zeros', Buffer.alloc(300_000)],
-];
+const cases = blockCases(BS);
 
 describe('zstdParallel', () => {
   for (const [name, data] of cases) {

@@ -28,26 +28,12 @@ export interface ZstdParallelOptions {
 }
 
 class ZstdParallelTransform extends ParallelBlockTransform {
-  readonly #level: number;
-  readonly #workers: number;
-  #total = 0;
-
-  constructor(level: number, blockSize: number, workers: number) {
-    super(blockSize, workers);
-    this.#level = level;
-    this.#workers = workers;
-  }
-
-  protected override onInput(chunk: Buffer): void {
-    this.#total += chunk.length;
-  }
-
   protected override compress(block: Buffer, final: boolean): Promise<Buffer> {
     if (block.length === 0) {
       // an empty input is one empty frame: a zstd stream has at least one frame
-      return Promise.resolve(final && this.#total === 0 ? zstdFrame(block, this.#level) : Buffer.alloc(0));
+      return Promise.resolve(final && this.inputBytes === 0 ? zstdFrame(block, this.level) : Buffer.alloc(0));
     }
-    return compressOnPool(this.#workers, { kind: 'zstd', block, level: this.#level });
+    return compressOnPool(this.workers, { kind: 'zstd', block, level: this.level });
   }
 }
 

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { TestContext } from 'node:test';
 
 /**
@@ -56,4 +58,29 @@ export function chunked(data: Buffer, sizes: number[]): Buffer[] {
     off += n;
   }
   return out;
+}
+
+/** `data`, cut into chunks of `chunkSizes` (cycled), through `t`; its whole output. */
+export async function through(t: Transform, data: Buffer, chunkSizes: number[] = [65536]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(chunked(data, chunkSizes)), t, async (src: AsyncIterable<Buffer>) => {
+    for await (const c of src) out.push(c as Buffer);
+  });
+  return Buffer.concat(out);
+}
+
+/** Named inputs around the edges of a block compressor with blocks of `bs` bytes. */
+export function blockCases(bs: number): [string, Buffer][] {
+  return [
+    ['empty', Buffer.alloc(0)],
+    ['1 byte', Buffer.from([0x42])],
+    ['random 1 MiB', prngBytes(1, 1 << 20)],
+    ['text 1 MiB', textBytes(2, 1 << 20)],
+    ['exactly one block', textBytes(3, bs)],
+    ['one block + 1', textBytes(4, bs + 1)],
+    ['one block - 1', prngBytes(5, bs - 1)],
+    ['exactly 5 blocks', Buffer.concat([prngBytes(6, 2 * bs), textBytes(7, 3 * bs)])],
+    ['mixed random/text, many blocks', Buffer.concat([textBytes(8, 100_000), prngBytes(9, 200_000), textBytes(10, 150_001)])],
+    ['zeros', Buffer.alloc(300_000)],
+  ];
 }
