@@ -113,7 +113,11 @@ export class ImageStore {
       annotations: { [REF_NAME_ANNOTATION]: ref.canonical, [CREATED_ANNOTATION]: new Date().toISOString() },
     };
     if (desc.platform !== undefined) entry.platform = desc.platform;
-    await this.#update((ms) => [...ms.filter((m) => m.annotations?.[REF_NAME_ANNOTATION] !== ref.canonical), entry]);
+    // Already so (a fully cached rebuild): nothing to write, and the name keeps its first tagging time.
+    const same = (m: Descriptor): boolean =>
+      m.annotations?.[REF_NAME_ANNOTATION] === ref.canonical && m.digest === desc.digest && m.mediaType === desc.mediaType && m.size === desc.size && canonicalJson(m.platform ?? null) === canonicalJson(desc.platform ?? null);
+    if ((await this.#read()).some(same)) return;
+    await this.#update((ms) => (ms.some(same) ? undefined : [...ms.filter((m) => m.annotations?.[REF_NAME_ANNOTATION] !== ref.canonical), entry]));
   }
 
   /**

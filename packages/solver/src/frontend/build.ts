@@ -46,7 +46,7 @@ import { RemoteSession } from '../remote/session.js';
 import type { CacheExportResult, CacheExportSpec } from '../remote/cache-export.js';
 import type { CacheImportSpec } from '../remote/cache-import.js';
 import type { RegistryAccess } from '../remote/registry.js';
-import { addHistory, cloneConfig, DEFAULT_PATH, emptyConfig, envToMap, goQuoteSlice, goSlice, healthcheckHistory, setEnv } from './image-config.js';
+import { addHistory, cloneConfig, fillHistoryTimes, newestTime, DEFAULT_PATH, emptyConfig, envToMap, goQuoteSlice, goSlice, healthcheckHistory, setEnv } from './image-config.js';
 
 /** A secret made available to `RUN --mount=type=secret`. Its value never enters a key, a layer or a log. */
 export interface SecretSource {
@@ -435,8 +435,9 @@ class Builder {
 
   private async dispatch(stage: Stage, state: StageState, instr: Instruction, raw: Instruction, step: { label: string; stepRef: string; noCache: boolean }): Promise<void> {
     const c = state.config;
+    // metadata-only entries get their time when the image is written (fillHistoryTimes)
     const history = (createdBy: string, empty: boolean): void => {
-      addHistory(c, { created: this.createdTime(), created_by: createdBy, comment: 'buildkit.dockerfile.v0', ...(empty ? { empty_layer: true } : {}) });
+      addHistory(c, { ...this.epochTime(), created_by: createdBy, comment: 'buildkit.dockerfile.v0', ...(empty ? { empty_layer: true } : {}) });
     };
     switch (instr.kind) {
       case 'ENV':
@@ -575,6 +576,11 @@ class Builder {
     return new Date(t).toISOString();
   }
 
+  /** `{ created: SOURCE_DATE_EPOCH }` when it is set, else nothing (the time is filled in later). */
+  private epochTime(): { created?: string } {
+    return this.opts.sourceDateEpoch !== undefined ? { created: new Date(this.opts.sourceDateEpoch * 1000).toISOString() } : {};
+  }
+
   // ---------------------------------------------------------------------------
   // vertices and cache
 
@@ -592,7 +598,7 @@ class Builder {
    * Looks a step up in the cache. On a hit, returns the recorded layer (or null for a
    * step that changed nothing); on a miss, the one-line reason.
    */
-  private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, filesOrThunk: Files): Promise<{ hit: true; layer: LayerRef | null } | { hit: false; reason: string }> {
+  private async lookup(key: Key, components: KeyComponents, stepRef: string, noCache: boolean, filesOrThunk: Files): Promise<{ hit: true; layer: LayerRef | null; created?: number } | { hit: false; reason: string }> {
     // the per-file digests (100,000 sha256 for a large context) only when a miss needs them
     const files = (): readonly FileDigest[] => (typeof filesOrThunk === 'function' ? filesOrThunk() : filesOrThunk);
     if (noCache) return { hit: false, reason: 'cache disabled (--no-cache)' };
@@ -600,19 +606,19 @@ class Builder {
     if (rec) {
       if (!rec.layer) {
         this.store.db.touch(key, Date.now());
-        return { hit: true, layer: null };
+        return { hit: true, layer: null, created: rec.created };
       }
       if (await this.store.content.has(rec.layer.digest)) {
         this.store.db.touch(key, Date.now());
-        return { hit: true, layer: rec.layer };
+        return { hit: true, layer: rec.layer, created: rec.created };
       }
       const imported = this.remote?.lookup(key, stepRef, components, files());
-      if (imported) return { hit: true, layer: imported.layer };
+      if (imported) return { hit: true, ...imported };
       return { hit: false, reason: `the cached layer ${rec.layer.digest.slice(7, 19)} is no longer in the store` };
     }
     // an imported cache (--cache-from) has it: CACHED; its layer is fetched only if needed
     const imported = this.remote?.lookup(key, stepRef, components, files());
-    if (imported) return { hit: true, layer: imported.layer };
+    if (imported) return { hit: true, ...imported };
     const prev = this.store.db.latestForStep(stepRef, key);
     return { hit: false, reason: explainMiss(components, files(), prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
   }
@@ -641,9 +647,12 @@ class Builder {
     const found = await this.lookup(key, components, step.stepRef, step.noCache, files);
     let layer: LayerRef | null;
     let cached: boolean;
+    /** When the layer was made (BuildKit's history time for a layer: the cache record's creation). */
+    let made = Date.now();
     if (found.hit) {
       layer = found.layer;
       cached = true;
+      if (found.created !== undefined) made = found.created;
       this.vertexDone(vertex, { cached: true, name: step.label });
       this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: true, key });
     } else {
@@ -658,6 +667,7 @@ class Builder {
       }
       cached = false;
       const now = Date.now();
+      made = now;
       this.store.db.save(
         { key, stepRef: step.stepRef, description: historyText, components, ...(layer ? { layer } : {}), created: now, lastUsed: now, usageCount: 1 },
         typeof files === 'function' ? files() : files,
@@ -671,7 +681,8 @@ class Builder {
       state.layers.push(layer);
       state.config.rootfs.diff_ids = [...state.config.rootfs.diff_ids, layer.diffId];
     }
-    addHistory(state.config, { created: this.createdTime(), created_by: historyText, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }) });
+    const created = this.opts.sourceDateEpoch !== undefined ? this.epochTime() : layer ? { created: new Date(made).toISOString() } : {};
+    addHistory(state.config, { ...created, created_by: historyText, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }) });
   }
 
   /** The committed snapshot holding a chain of layers (unpacked from the store if needed). */
@@ -1352,7 +1363,9 @@ class Builder {
   private async finish(final: StageState): Promise<StoredImage> {
     const config = cloneConfig(final.config);
     if (this.opts.labels && Object.keys(this.opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...this.opts.labels };
-    config.created = this.createdTime();
+    config.history = fillHistoryTimes(config.history ?? []);
+    // BuildKit: the image's time is its newest history entry's, so a fully cached rebuild gives the same image
+    config.created = this.opts.sourceDateEpoch !== undefined ? this.createdTime() : (newestTime(config.history) ?? this.createdTime());
     config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
     const vertex = this.newVertex('exporting to image');
     await this.remote?.ensureLayers(final.layers, { all: true });

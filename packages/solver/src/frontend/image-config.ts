@@ -59,6 +59,41 @@ export function addHistory(c: ImageConfigFile, entry: HistoryEntry): void {
   c.history = [...(c.history ?? []), entry];
 }
 
+/**
+ * Gives every history entry without a time one, as BuildKit's image exporter does: an
+ * entry before the first timed entry that follows an untimed one takes that entry's time
+ * (so the first metadata instructions of a stage carry the time of its first new layer,
+ * not the base image's), every later one the time of the entry before it. Layer entries
+ * carry the time their layer was made (the cache record's), so a fully cached rebuild
+ * yields the same history, config and image ID. Returns a new array.
+ */
+export function fillHistoryTimes(history: readonly HistoryEntry[]): HistoryEntry[] {
+  let fill: string | undefined;
+  let untimedSeen = false;
+  for (const h of history) {
+    if (h.created === undefined) untimedSeen = true;
+    else {
+      fill = h.created;
+      if (untimedSeen) break;
+    }
+  }
+  untimedSeen = false;
+  return history.map((h) => {
+    if (h.created !== undefined) {
+      if (untimedSeen) fill = h.created;
+      return h;
+    }
+    untimedSeen = true;
+    return fill === undefined ? h : { ...h, created: fill };
+  });
+}
+
+/** The time of the last history entry that has one. */
+export function newestTime(history: readonly HistoryEntry[]): string | undefined {
+  for (let i = history.length - 1; i >= 0; i--) if (history[i]!.created !== undefined) return history[i]!.created;
+  return undefined;
+}
+
 /** Go's `strconv.Quote` for the strings BuildKit formats with `%q`. */
 export function goQuote(s: string): string {
   let out = '"';

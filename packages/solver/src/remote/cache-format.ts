@@ -28,6 +28,12 @@ export interface CacheArtifactRecord {
   /** the layer the step produced; absent when it changed no file */
   layer?: RecordedLayer;
   /**
+   * When the record was made (ms since the epoch): its image-history time, so an image
+   * rebuilt from the imported cache has the exporter's config and image ID. Absent in
+   * caches written before it existed (the importing build's time is used then).
+   */
+  created?: number;
+  /**
    * For `COPY --from` steps only: the key's components, so an importer can
    * match the step by its definition (parent, instruction, source stage key) without
    * reading the source stage's files (which would mean downloading its layers). Other
@@ -138,6 +144,10 @@ export function parseArtifactConfig(source: string, bytes: Buffer, layers: reado
       throw new RemoteCacheError(source, `${where}: expected key (sha256 digest), parent and description`);
     }
     const out: CacheArtifactRecord = { key: r.key, parent: r.parent, description: r.description };
+    if (r.created !== undefined) {
+      if (typeof r.created !== 'number' || !Number.isSafeInteger(r.created) || r.created < 0) throw new RemoteCacheError(source, `${where}: expected created as milliseconds since the epoch, found ${JSON.stringify(r.created)}`);
+      out.created = r.created;
+    }
     if (r.layer !== undefined) {
       const l = r.layer;
       if (!isObject(l) || typeof l.mediaType !== 'string' || !isKey(l.digest) || !isSize(l.size) || !isKey(l.diffId)) {

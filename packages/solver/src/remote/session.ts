@@ -137,11 +137,11 @@ export class RemoteSession {
    * CACHED with the imported layer (fetched later, only if needed) and is remembered so
    * {@link finish} can keep it in the local index.
    */
-  lookup(key: string, stepRef: string, components: KeyComponents, files: readonly FileDigest[]): { layer: LayerRef | null } | undefined {
+  lookup(key: string, stepRef: string, components: KeyComponents, files: readonly FileDigest[]): { layer: LayerRef | null; created?: number } | undefined {
     const hit = this.#imported.get(key);
     if (hit === undefined) return undefined;
     this.#pending.set(key, { key, stepRef, components, files, record: hit.record });
-    return { layer: hit.record.layer ?? null };
+    return { layer: hit.record.layer ?? null, ...(hit.record.created !== undefined ? { created: hit.record.created } : {}) };
   }
 
   /**
@@ -199,7 +199,7 @@ export class RemoteSession {
     for (const p of this.#pending.values()) {
       const layer = p.record.layer;
       if (layer !== undefined && !(await this.#store.content.has(layer.digest))) continue;
-      this.#store.db.save({ key: p.key as Key, stepRef: p.stepRef, description: p.record.description, components: p.components, ...(layer ? { layer } : {}), created: now, lastUsed: now, usageCount: 1 }, p.files);
+      this.#store.db.save({ key: p.key as Key, stepRef: p.stepRef, description: p.record.description, components: p.components, ...(layer ? { layer } : {}), created: p.record.created ?? now, lastUsed: now, usageCount: 1 }, p.files);
     }
     const targets = this.#opts.cacheTo ?? [];
     if (targets.length === 0) return;
@@ -213,6 +213,7 @@ export class RemoteSession {
           parent: rec.components.parent,
           description: rec.description,
           ...(rec.layer ? { layer: rec.layer } : {}),
+          created: rec.created,
           ...(isCopyFrom(rec.components) ? { components: rec.components } : {}),
         });
         continue;
