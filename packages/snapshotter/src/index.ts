@@ -32,6 +32,6 @@ export {
 export * from './registry/index.js';
 /** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */
 export { crashPoint } from './crash-point.js';
-export { pidAlive } from './util/process.js';
+export { pidAlive, bootId } from './util/process.js';
 /** Native addon helpers the executor uses (false/undefined when the addon is not built). */
 export { markInheritedFdsCloexec } from './util/native.js';

@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ContentStore, ImageStore, openSnapshotter, unmountAll, type Snapshotter, pidAlive } from '@tsbuild/snapshotter';
+import { ContentStore, ImageStore, mkdirDurable, openSnapshotter, unmountAll, type Snapshotter, pidAlive } from '@tsbuild/snapshotter';
 import { CacheDb } from './cache/cache-db.js';
 import { openCacheDbSafely } from './check/open-db.js';
 import { recoverStore, type RecoveryReport } from './check/recover.js';
@@ -47,7 +47,8 @@ export class BuildStore {
   }
 
   static async open(root: string = defaultStoreRoot(), opts: StoreOptions = {}): Promise<BuildStore> {
-    await mkdir(root, { recursive: true });
+    // durably: a store whose directory a power cut takes away loses every image
+    await mkdirDurable(root);
     // first the leftovers of crashed builders: their containers and mounts hold snapshots
     const recovered = await recoverStore(root);
     const content = await ContentStore.open(root);

@@ -36,13 +36,15 @@ async function exists(s: Snapshotter, key: string): Promise<boolean> {
  * and committed only after the whole tar applied and its sha256 matched the diffID;
  * on any error that active snapshot is removed, so existing snapshots never change.
  * Each layer is capped by `opts.limits` (applyLayer's defaults otherwise), its `size`
- * (the compressed blob's) bounding how far it may expand.
+ * (the compressed blob's) bounding how far it may expand. `opts.labels` go on every
+ * snapshot this call commits (the applied files are not fsynced: the caller may label
+ * them with the boot they were written in, and drop them after a crash of the machine).
  */
 export async function unpackImage(
   store: ContentStore,
   snapshotter: Snapshotter,
   layers: readonly { digest: Digest; diffId: Digest; mediaType: string; size?: number }[],
-  opts: { signal?: AbortSignal; limits?: LayerLimits } = {},
+  opts: { signal?: AbortSignal; limits?: LayerLimits; labels?: Record<string, string> } = {},
 ): Promise<string> {
   if (layers.length === 0) throw new SnapshotStateError('', 'at least one layer', 'none');
   let parent: string | undefined;
@@ -81,7 +83,7 @@ export async function unpackImage(
         const actual: Digest = `sha256:${hash.digest('hex')}`;
         if (actual !== layer.diffId) throw new DigestMismatchError(layer.diffId, actual);
         try {
-          await snapshotter.commit(id, key);
+          await snapshotter.commit(id, key, opts.labels !== undefined ? { labels: opts.labels } : undefined);
         } catch (e) {
           // Another process unpacked the same chain meanwhile: use theirs.
           if (!(e instanceof SnapshotExistsError)) throw e;

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   BlobNotFoundError,
@@ -63,6 +63,23 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
+ * `mkdir -p` that makes what it created durable: the parent of each directory it created
+ * is fsynced, deepest first (POSIX makes a new name durable only through an fsync of its
+ * directory: without it a power cut can take `blobs/sha256` away while `index.json`,
+ * fsynced later, survives and names blobs that are gone). Nothing to sync, and one
+ * mkdir call, when the directory exists.
+ */
+export async function mkdirDurable(dir: string, mode?: number): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    await fsyncDir(dirname(d));
+    if (d === top || d === dirname(d)) break;
+  }
+}
+
+/**
  * Creates `path` with `content` only if it does not exist yet, atomically
  * (temp file + fsync + link, which never replaces). Returns true when it created it.
  */
@@ -83,6 +100,7 @@ export async function createFileIfAbsent(path: string, content: string | Uint8Ar
   await fh.close();
   try {
     await link(tmp, path);
+    await fsyncDir(dirname(path));
     return true;
   } catch (err) {
     if (isErrno(err, 'EEXIST')) return false;
@@ -123,7 +141,7 @@ export class ContentStore {
   /** Opens (creating if needed) the store at `root`. */
   static async open(root: string): Promise<ContentStore> {
     const store = new ContentStore(root);
-    await mkdir(store.#blobDir, { recursive: true });
+    await mkdirDurable(store.#blobDir);
     await mkdir(store.#ingestDir, { recursive: true });
     await createFileIfAbsent(join(root, 'oci-layout'), OCI_LAYOUT);
     await createFileIfAbsent(join(root, 'index.json'), EMPTY_INDEX);

@@ -1,6 +1,6 @@
 /** Content store: OCI-layout blob storage addressed by sha256 digest. */
 export { sha256, parseDigest, isDigest, digestHex, type Digest } from './digest.js';
-export { ContentStore, type ContentInfo, type ContentWriter } from './content-store.js';
+export { ContentStore, mkdirDurable, type ContentInfo, type ContentWriter } from './content-store.js';
 export {
   SnapshotterError,
   InvalidDigestError,

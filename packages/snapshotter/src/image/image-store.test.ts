@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ContentStore } from '../content/content-store.js';
@@ -58,6 +58,19 @@ describe('ImageStore', () => {
     await writeFile(join(content.root, 'index.json.lock'), '999999999 deadbeef\n');
     await images.tag('after-crash', img);
     assert.ok(await images.resolve('after-crash'));
+  });
+
+  it('breaks a lock taken in another boot, even when its pid is alive again (T33)', async () => {
+    const d = await tempDir('tsbuild-lock-', dirs);
+    // what a power cut can leave: a lock naming a pid that a process of this boot now has
+    await symlink(`${process.pid} an-earlier-boot 0123456789ab`, join(d, 'l'));
+    let ran = false;
+    await withLockFile(join(d, 'l'), async () => {
+      ran = true;
+      assert.match(await readlink(join(d, 'l')), new RegExp(`^${process.pid} \\S+ [0-9a-f]{12}$`));
+    }, 2000);
+    assert.ok(ran);
+    await assert.rejects(readlink(join(d, 'l')), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
   });
 
   it('serialises in-process lock holders', async () => {

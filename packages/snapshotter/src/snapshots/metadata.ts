@@ -1,13 +1,14 @@
 /**
  * Crash-safe snapshot metadata shared by processes: one small JSON per snapshot
  * (`metadata/<sha256(key)>.json`, written temp + fsync + rename + fsync(dir)) and a
- * lock file (`lock`, O_EXCL, holding the owner's pid; a lock whose owner is dead is
- * broken) that serialises every mutation.
+ * lock file (`lock`, see withLockFile: a symlink naming the holder's pid and boot; a
+ * lock whose holder is dead or of another boot is broken) that serialises every mutation.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, readdir, rename, unlink, mkdir } from 'node:fs/promises';
+import { open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdirDurable } from '../content/content-store.js';
+import { withLockFile } from '../image/lock-file.js';
 import type { SnapshotRecord } from './types.js';
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -67,55 +68,13 @@ export class MetaStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-  }
-
-  private async acquire(): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const fh = await open(this.lockPath, 'wx', 0o600);
-        try {
-          await fh.writeFile(String(process.pid));
-        } catch (err) {
-          // ENOSPC: an empty lock names no owner, so nobody could ever break it; remove it
-          await fh.close().catch(() => undefined);
-          await unlink(this.lockPath).catch(() => undefined);
-          throw err;
-        }
-        await fh.close();
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      const owner = Number.parseInt(await readFile(this.lockPath, 'utf8').catch(() => ''), 10);
-      if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && !alive(owner)) {
-        // Stale lock of a crashed process: break it by renaming (only one breaker wins).
-        const grave = `${this.lockPath}.stale-${randomBytes(4).toString('hex')}`;
-        const ok = await rename(this.lockPath, grave).then(
-          () => true,
-          () => false,
-        );
-        if (ok) {
-          const again = await readFile(grave, 'utf8').catch(() => '');
-          if (again.trim() === String(owner)) await unlink(grave).catch(() => undefined);
-          else await rename(grave, this.lockPath).catch(() => undefined);
-        }
-        continue;
-      }
-      await sleep(Math.min(50, 2 + attempt));
-    }
+    await mkdirDurable(this.dir, 0o700);
   }
 
   /** Runs fn holding the cross-process lock (and serialised within this process). */
   withLock<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(async () => {
-      await this.acquire();
-      try {
-        return await fn();
-      } finally {
-        await unlink(this.lockPath);
-      }
-    });
+    // no timeout: the holder is alive (a dead one's lock, or one from another boot, is broken)
+    const next = this.chain.then(() => withLockFile(this.lockPath, fn, Infinity));
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -128,7 +87,8 @@ export class MetaStore {
     try {
       return JSON.parse(await readFile(this.file(key), 'utf8')) as SnapshotRecord;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // unreadable: an active/view record torn by a machine crash (see all())
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof SyntaxError) return undefined;
       throw e;
     }
   }
@@ -193,6 +153,27 @@ export class MetaStore {
       }
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /**
+   * Removes the record files that do not parse (must hold the lock): active and view
+   * records are written without fsync, so a machine crash can leave one empty or torn;
+   * its owner is gone with the machine. Returns how many were removed.
+   */
+  async dropUnreadable(): Promise<number> {
+    let n = 0;
+    for (const name of await readdir(this.dir)) {
+      if (!name.endsWith('.json')) continue;
+      const text = await readFile(join(this.dir, name), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      try {
+        JSON.parse(text);
+      } catch {
+        await unlink(join(this.dir, name)).catch(() => undefined);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Removes temp files (`.tmp-<pid>-…`: staged or half-written records) of dead processes. */

@@ -15,6 +15,7 @@ import { crashPoint } from '../crash-point.js';
 import { mountAll, unmountAll } from './mount.js';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotRecord, Usage } from './types.js';
 import { pidAlive } from '../util/process.js';
+import { mkdirDurable } from '../content/content-store.js';
 
 /** Options of openSnapshotter. */
 export interface OpenSnapshotterOptions {
@@ -320,6 +321,7 @@ class FsSnapshotter implements Snapshotter {
         await rm(join(mnt, name), { recursive: true, force: true });
       }
       await this.meta.removeDeadTemps();
+      await this.meta.dropUnreadable();
       let all = await this.meta.all();
       const committedIds = new Set(all.filter((r) => r.kind === 'committed').map((r) => r.id));
       for (const r of all) if (r.kind !== 'committed' && committedIds.has(r.id)) await this.meta.del(r.key);
@@ -364,7 +366,7 @@ export async function snapshotLayout(s: Snapshotter, key: string): Promise<Snaps
 export async function openSnapshotter(root: string, opts: OpenSnapshotterOptions = {}): Promise<Snapshotter> {
   const backend = opts.backend ?? 'auto';
   if (!['auto', 'overlay', 'copy'].includes(backend)) throw new SnapshotArgumentError('backend', "'auto', 'overlay' or 'copy'", JSON.stringify(backend));
-  await mkdir(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
+  await mkdirDurable(join(root, 'snapshots'), 0o700);
   const meta = new MetaStore(root);
   await meta.init();
   let chosen: 'overlay' | 'copy' = 'copy';

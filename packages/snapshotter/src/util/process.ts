@@ -1,4 +1,5 @@
 /** Small helpers about processes and errno errors, shared by the store's modules. */
+import { readFileSync } from 'node:fs';
 
 /** Whether `err` is a Node system error with one of these codes (`ENOENT`, `EEXIST`...). */
 export function isErrno(err: unknown, ...codes: string[]): boolean {
@@ -18,4 +19,25 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return isErrno(err, 'EPERM');
   }
+}
+
+let kernelBootId: string | undefined | null = null;
+
+/**
+ * The kernel's boot id (`/proc/sys/kernel/random/boot_id`), undefined when it cannot be
+ * read. Test-only override: `TSBUILD_TEST_BOOT_ID` (read at every call) stands in for it,
+ * so the power-loss test (T33) can simulate a reboot; never set it elsewhere: a store used
+ * with two values drops its snapshots and breaks its locks each time the value changes.
+ */
+export function bootId(): string | undefined {
+  const override = process.env.TSBUILD_TEST_BOOT_ID;
+  if (override !== undefined && override !== '') return override;
+  if (kernelBootId === null) {
+    try {
+      kernelBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+    } catch {
+      kernelBootId = undefined;
+    }
+  }
+  return kernelBootId;
 }

@@ -219,6 +219,7 @@ export class CacheDb {
       for (const f of files) insertFile.run(rec.key, f.path, f.digest);
       crashPoint('cache-index-update');
     }).immediate();
+    crashPoint('cache-index-committed');
   }
 
   files(key: string): FileDigest[] {

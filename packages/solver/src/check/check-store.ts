@@ -135,9 +135,15 @@ export async function checkStore(store: BuildStore, opts: CheckStoreOptions = {}
   }
   const ingestDir = join(root, 'ingest');
   for (const name of await readdir(ingestDir).catch(() => [] as string[])) {
-    const owner = name.startsWith('.tmp-')
-      ? Number(name.split('-')[1])
-      : (JSON.parse(await readFile(join(ingestDir, name, 'owner'), 'utf8').catch(() => '{}')) as { pid?: number }).pid;
+    let owner: number | undefined;
+    if (name.startsWith('.tmp-')) owner = Number(name.split('-')[1]);
+    else {
+      try {
+        owner = (JSON.parse(await readFile(join(ingestDir, name, 'owner'), 'utf8').catch(() => '{}')) as { pid?: number }).pid;
+      } catch {
+        owner = undefined; // torn by a machine crash: cleanupIngest removes it once it is old
+      }
+    }
     if (owner !== undefined && owner !== process.pid && !isAlive(owner)) add('ingest-stale', join(ingestDir, name), `half-written blob of dead process ${owner}`);
   }
   if (repair && issues.some((i) => i.kind === 'ingest-stale')) {
@@ -255,7 +261,14 @@ export async function checkStore(store: BuildStore, opts: CheckStoreOptions = {}
     try {
       metas.push(JSON.parse(await readFile(join(metaDir, n), 'utf8')) as MetaRecord);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (err instanceof SyntaxError) {
+        // an active/view record torn by a machine crash (opening the store removes those)
+        const i = add('snapshot-stale', join(metaDir, n), 'expected a readable snapshot record, found a torn one (left by a machine crash)');
+        if (repair) {
+          await rm(join(metaDir, n), { force: true });
+          i.repaired = true;
+        }
+      } else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
   const byKey = new Map(metas.map((m) => [m.key, m]));

@@ -22,6 +22,8 @@ export const CRASH_POINTS = [
   'snapshot-commit',
   /** inside the SQLite transaction that saves a cache record (rolled back by the crash) */
   'cache-index-update',
+  /** the SQLite transaction that saved a cache record committed (WAL, not yet checkpointed) */
+  'cache-index-committed',
   /** index.json's replacement is written, not yet renamed over it */
   'image-index-update',
   /** a registry push uploaded a blob */

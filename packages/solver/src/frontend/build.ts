@@ -691,7 +691,10 @@ class Builder {
     // hold the chain (and its blobs) before unpacking, so a concurrent prune keeps it
     this.lease?.hold([...layers.map((l) => l.digest), ...layers.map((_, i) => chainId(layers.slice(0, i + 1).map((l) => l.diffId))!)]);
     await this.remote?.ensureLayers(layers);
-    return unpackImage(this.store.content, this.store.snapshots, layers);
+    // the applied files are never fsynced: after a machine crash the snapshot is unpacked again (volatile.ts)
+    const boot = await currentBootId();
+    if (boot !== undefined) await ensureVolatileStamp(this.store.root, boot);
+    return unpackImage(this.store.content, this.store.snapshots, layers, boot !== undefined ? { labels: { [VOLATILE_LABEL]: boot } } : {});
   }
 
   /**
@@ -750,9 +753,13 @@ class Builder {
       }
       const layer: LayerRef = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, diffId: desc.diffId };
       const chain = chainId([...layers.map((l) => l.diffId), layer.diffId])!;
+      // Only unmounting a plain (not volatile) overlay syncs what the step wrote (its upper
+      // filesystem); a volatile overlay, a bind mount (copy backend, or no parent) or a
+      // direct write does not: such a snapshot is labelled with this boot (volatile.ts).
+      const unsynced = upper === undefined || volatileBoot !== undefined ? (volatileBoot ?? (await currentBootId())) : undefined;
       try {
-        if (volatileBoot !== undefined) await ensureVolatileStamp(this.store.root, volatileBoot);
-        await this.store.snapshots.commit(chain, active, volatileBoot !== undefined ? { labels: { [VOLATILE_LABEL]: volatileBoot } } : undefined);
+        if (unsynced !== undefined) await ensureVolatileStamp(this.store.root, unsynced);
+        await this.store.snapshots.commit(chain, active, unsynced !== undefined ? { labels: { [VOLATILE_LABEL]: unsynced } } : undefined);
         committed = true;
       } catch (err) {
         // the same content was committed before (another build or an earlier run): keep that one

@@ -1,5 +1,6 @@
 /**
- * Volatile overlay mounts for build steps, and the guard that makes them safe.
+ * Volatile overlay mounts for build steps, and the guard that makes them (and every other
+ * snapshot whose files were never synced) safe.
  *
  * Unmounting an overlay that has an upperdir syncs the whole backing filesystem
  * (syncfs): a few ms when idle, up to a second per step when other processes have dirty
@@ -11,7 +12,10 @@
  *
  * - before a process commits its first snapshot made under a volatile mount, the store's
  *   `volatile-boot` stamp is made durable with the current boot id;
- * - such snapshots carry the label {@link VOLATILE_LABEL} = boot id;
+ * - such snapshots carry the label {@link VOLATILE_LABEL} = boot id; so do all the other
+ *   snapshots whose files nothing syncs: the layers unpacked for a build or import,
+ *   and every snapshot of the copy backend (the only one where overlay cannot work, e.g.
+ *   a store on FUSE) — only a plain overlay's unmount syncs the step's upper filesystem;
  * - when a store is opened in another boot while the stamp names an older one, every
  *   committed snapshot labelled with another boot, and every snapshot above one, is
  *   removed before anything can use it; they are re-unpacked on demand from their layer
@@ -23,22 +27,20 @@
  */
 import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Snapshotter } from '@tsbuild/snapshotter';
+import { bootId, type Snapshotter } from '@tsbuild/snapshotter';
 
 /** Label on committed snapshots made under a volatile mount: the boot id they were written in. */
 export const VOLATILE_LABEL = 'tsbuild.volatile-boot';
 
 const STAMP = 'volatile-boot';
 
-let bootIdCache: Promise<string | undefined> | undefined;
 
-/** The kernel's boot id, or undefined when it cannot be read (then no volatile mounts). */
+/**
+ * The kernel's boot id, or undefined when it cannot be read (then no volatile mounts).
+ * `TSBUILD_TEST_BOOT_ID` overrides it, for tests only (see bootId in @tsbuild/snapshotter).
+ */
 export function currentBootId(): Promise<string | undefined> {
-  bootIdCache ??= readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
-    (t) => (t.trim() === '' ? undefined : t.trim()),
-    () => undefined,
-  );
-  return bootIdCache;
+  return Promise.resolve(bootId());
 }
 
 async function fsyncPath(path: string): Promise<void> {

@@ -5,6 +5,7 @@ import { exportLayer, mountAll, unmountAll, writeImage, type ImageRuntimeConfig,
 import { BuildError } from '../errors.js';
 import { emptyConfig } from '../frontend/image-config.js';
 import type { BuildStore } from '../store.js';
+import { currentBootId, ensureVolatileStamp, VOLATILE_LABEL } from '../frontend/volatile.js';
 
 export interface ImportOptions {
   /** names to tag the image with */
@@ -36,7 +37,10 @@ export async function importRootfs(store: BuildStore, dir: string, opts: ImportO
     }
     const desc = await exportLayer(store.snapshots, active, store.content, opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch, mountStubs: [] } : { mountStubs: [] });
     try {
-      await store.snapshots.commit(desc.diffId, active);
+      // the copied files are never fsynced: labelled with this boot, dropped after a machine crash (volatile.ts)
+      const boot = await currentBootId();
+      if (boot !== undefined) await ensureVolatileStamp(store.root, boot);
+      await store.snapshots.commit(desc.diffId, active, boot !== undefined ? { labels: { [VOLATILE_LABEL]: boot } } : undefined);
       committed = true;
     } catch (err) {
       if ((err as { code?: string }).code !== 'ALREADY_EXISTS') throw err;
