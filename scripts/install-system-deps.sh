@@ -4,7 +4,8 @@
 # present are not reinstalled, and apt-get update runs only when something is missing.
 set -euo pipefail
 
-PACKAGES=(gcc libc6-dev make python3 runc busybox-static docker.io skopeo umoci docker-registry pigz zstd bzip2 xz-utils util-linux tar attr iproute2 apache2-utils git)
+# fuse3, libfuse3-dev: the power-loss test (T33) compiles its FUSE filesystem (plfs, with gcc) and mounts it
+PACKAGES=(gcc libc6-dev make python3 runc busybox-static docker.io skopeo umoci docker-registry pigz zstd bzip2 xz-utils util-linux tar attr iproute2 apache2-utils git fuse3 libfuse3-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -12,7 +12,7 @@ import { BuildStore } from '../store.js';
 import { checkStore } from '../check/index.js';
 import { CRASH_POINTS } from '../check/crash-points.js';
 import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
-import { assertClean, makeContext, mountsUnder, runcContainers, runTsbuild, verifyStore } from './test-helpers/harness.js';
+import { assertClean, makeContext, seededRandom, mountsUnder, runcContainers, runTsbuild, verifyStore } from './test-helpers/harness.js';
 
 const DOCKERFILE = 'FROM busybox:local\nARG N=0\nRUN echo "run $N"; echo "$N" > /n; head -c 200000 /bin/busybox > /blob\nCOPY f /f\n';
 const ENV = { SOURCE_DATE_EPOCH: '0' };
@@ -123,13 +123,7 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
     const probe = await runTsbuild(root, buildArgs(ctx, 'probe'), { env: ENV });
     assert.equal(probe.code, 0, probe.stderr);
     const span = Math.max(300, Math.round(probe.ms * 1.1));
-    let seed = 0x2545f491;
-    const rand = (): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) / 0x100000000;
-    };
+    const rand = seededRandom(0x2545f491);
     let killed = 0;
     const started = Date.now();
     for (let i = 0; i < 50; i++) {

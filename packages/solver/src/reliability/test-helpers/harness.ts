@@ -21,6 +21,8 @@ export interface Spawned {
   stdout: string;
   stderr: string;
   ms: number;
+  /** the process id the tsbuild process had */
+  pid: number;
 }
 
 /** Runs the real tsbuild CLI on `root`; `killAfterMs` sends SIGKILL after that delay. */
@@ -44,7 +46,7 @@ export function runTsbuild(
     p.on('error', reject);
     p.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, pid: p.pid ?? 0 });
     });
     p.stdin.end(opts.input ?? '');
   });
@@ -77,6 +79,17 @@ export function mountsUnder(root: string): string[] {
     .split('\n')
     .map((l) => l.split(' ')[4] ?? '')
     .filter((p) => p.startsWith(`${root}/`));
+}
+
+/** A seeded xorshift32 generator of numbers in [0, 1): the random loops repeat run to run. */
+export function seededRandom(seed: number): () => number {
+  let x = seed | 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
 }
 
 /** Makes a build context directory with the given files. */
