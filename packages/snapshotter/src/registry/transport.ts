@@ -233,8 +233,8 @@ export interface TransportOptions {
 /**
  * HTTP to registries over Node's fetch: token (Bearer) and Basic auth learned from
  * 401 challenges, tokens cached per (registry, scopes) until they expire, redirects
- * followed by hand (at most 10, never https → http, Authorization dropped across
- * origins), transient failures retried with exponential backoff and `Retry-After`.
+ * followed by hand (at most 10, never https → http, Authorization sent only to the
+ * endpoint's origin and dropped once a hop leaves it), transient failures retried with exponential backoff and `Retry-After`.
  */
 export class RegistryTransport {
   readonly #opts: TransportOptions;
@@ -415,8 +415,10 @@ export class RegistryTransport {
     let url = req.url;
     let method: string = req.method;
     let withBody = req.body !== undefined;
-    const origin0 = new URL(url).origin;
-    // Like the Fetch standard: once a hop leaves the registry's origin, credentials stay behind.
+    // Credentials belong to the endpoint's origin: a request URL elsewhere (an upload
+    // Location on another host) gets none, and, like the Fetch standard, once a hop
+    // leaves that origin they stay behind for the rest of the chain.
+    const origin0 = new URL(req.endpoint.base).origin;
     let sendAuth = auth !== undefined;
     for (let hop = 0; ; hop++) {
       if (new URL(url).origin !== origin0) sendAuth = false;
