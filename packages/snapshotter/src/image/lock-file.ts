@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { link, readFile, readlink, rename, stat, symlink, unlink } from 'node:fs/promises';
+import { crashPoint } from '../crash-point.js';
 import { LockTimeoutError } from '../errors.js';
 import { bootId, isErrno, pidAlive } from '../util/process.js';
 
@@ -22,6 +23,7 @@ export async function withLockFile<T>(path: string, fn: () => Promise<T>, timeou
   for (;;) {
     try {
       await symlink(token, path);
+      crashPoint('lock-created');
       break;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;

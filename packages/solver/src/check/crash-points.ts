@@ -8,6 +8,8 @@ export { crashPoint } from '@tsbuild/snapshotter';
 
 /** Every point a tsbuild process can be told to crash at, in the order a build meets them. */
 export const CRASH_POINTS = [
+  /** a store lock (snapshot metadata, index.json: a symlink naming its owner) was just created, nothing done under it yet */
+  'lock-created',
   /** applying a base layer into a snapshot, before its diffID is verified (overlay mounted) */
   'unpack-layer',
   /** a RUN step is running (its first output chunk arrived; container and overlay live) */

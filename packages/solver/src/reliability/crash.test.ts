@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildStore } from '../store.js';
 import { checkStore } from '../check/index.js';
@@ -83,6 +83,18 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
       assert.equal(again.code, 0, `the build after a crash at ${point} failed:\n${again.stderr}`);
     }
     assertClean(await verifyStore(root), 'after the rebuilds');
+  });
+
+  test('T39: a kill between creating a store lock and writing its owner does not wedge the store', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    const r = await runTsbuild(root, buildArgs(ctx, 'lock'), { env: { ...ENV, TSBUILD_CRASH_AT: 'lock-created' } });
+    assert.equal(r.signal, 'SIGKILL', `expected the build to reach the lock and die, it exited ${r.code}:\n${r.stderr}`);
+    // the next command must break the ownerless lock by itself (bounded: an empty lock used to block every later command forever)
+    const again = await runTsbuild(root, buildArgs(ctx, 'lock'), { env: ENV, killAfterMs: 60_000 });
+    assert.equal(again.code, 0, `the build after a kill at lock-created did not finish (signal ${again.signal}):\n${again.stderr}`);
+    assert.deepEqual((await readdir(join(root, 'snapshots'))).filter((n) => n.startsWith('lock')), [], 'a lock file was left');
+    assertClean(await verifyStore(root), 'after the kill at lock-created');
   });
 
   test('a crash mid-transaction never leaves half a cache record (SQLite rolls back)', async (t) => {
