@@ -1,16 +1,19 @@
 /**
  * Disk full (catalog T39): the store on an 8 MiB tmpfs. ENOSPC inside a RUN (the
- * upperdir fills) and while the layer blob is written to the ingest fail the build with
+ * upperdir fills), while the layer blob is written to the ingest, and SQLITE_FULL while
+ * the cache index is written fail the build with
  * a clear message; the store stays consistent (no partial blob, no ingest, no mount
  * left, checkStore clean), and once space is freed the next build succeeds.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { statfsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildStore } from '../store.js';
+import { checkStore } from '../check/index.js';
 import { importRootfs } from '../ops/import.js';
 import { REPO_ROOT, requireBuildPrereqs } from '../test-helpers/store.js';
 import { assertClean, makeContext, mountsUnder, runTsbuild, verifyStore } from './test-helpers/harness.js';
@@ -73,5 +76,43 @@ describe('disk full (ENOSPC) on an 8 MiB store', { concurrency: false }, () => {
     const ok = await buildWith('FROM busybox:local\nRUN echo small > /small\n');
     assert.equal(ok.code, 0, ok.out);
     await assertConsistent('after the next build');
+  });
+
+  test('SQLITE_FULL while the cache index is written fails the build naming it; no half record; after freeing space the next build succeeds', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    // a RUN reading 3,000 context files through a bind mount: no layer, but the index rows
+    // (one per file, for miss explanations) and the context memo take over 1 MiB (twice that once checkpointed)
+    const DF = 'FROM busybox:local\nRUN --mount=type=bind,source=many,target=/m ls /m | wc -l\n';
+    const many = await makeContext({});
+    try {
+      await mkdir(join(many, 'many'));
+      for (let i = 0; i < 3000; i++) await writeFile(join(many, 'many', `file-${String(i).padStart(6, '0')}-${'n'.repeat(60)}`), '');
+      const fs = statfsSync(root);
+      const free = fs.bavail * fs.bsize;
+      const leave = 512 * 1024;
+      if (free > leave) await writeFile(join(root, 'filler'), Buffer.alloc(free - leave));
+      const r = await runTsbuild(root, ['build', '--progress', 'plain', '--no-cache', '-f', '-', many], { input: DF, env: { SOURCE_DATE_EPOCH: '0' } });
+      assert.equal(r.code, 1, `expected the index write to run out of space:\n${r.stdout}${r.stderr}`);
+      assert.match(r.stdout + r.stderr, /database or disk is full|SQLITE_FULL/, 'expected the failure to be SQLite running out of space');
+      assert.doesNotMatch(r.stderr, /\n\s+at .*\.js:\d+/, 'expected a clean error, not a stack trace');
+      await unlink(join(root, 'filler'));
+      await assertConsistent('after SQLITE_FULL');
+      const store = await BuildStore.open(root);
+      try {
+        assert.equal(store.recovery.dbBackup, undefined, 'a full disk is not corruption: the index must be kept');
+        assert.equal(store.db.db.pragma('integrity_check', { simple: true }), 'ok');
+        const orphans = store.db.db.prepare('SELECT COUNT(*) AS n FROM record_files WHERE key NOT IN (SELECT key FROM records)').get() as { n: number };
+        assert.equal(orphans.n, 0, 'file rows without their record');
+        assertClean(await checkStore(store), 'after SQLITE_FULL');
+      } finally {
+        await store.close();
+      }
+      const ok = await runTsbuild(root, ['build', '--progress', 'plain', '-f', '-', many], { input: DF, env: { SOURCE_DATE_EPOCH: '0' } });
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      await assertConsistent('after the build that followed SQLITE_FULL');
+    } finally {
+      await unlink(join(root, 'filler')).catch(() => undefined);
+      await rm(many, { recursive: true, force: true });
+    }
   });
 });
