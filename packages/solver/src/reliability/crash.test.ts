@@ -97,6 +97,57 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
     assertClean(await verifyStore(root), 'after the kill at lock-created');
   });
 
+  test('T40: SIGTERM during a RUN: the build exits promptly, leaves no container, mount or active snapshot, and the next build is identical', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const root = ts!.root;
+    // the step sleeps only when its secret says so: secrets are not in the cache key, so the
+    // interrupted build and the next one are the same step
+    const df = 'FROM busybox:local\nCOPY f /f\nRUN --mount=type=secret,id=slow if [ "$(cat /run/secrets/slow)" = yes ]; then echo SLOW-STEP-$((1+1)); sleep 120; fi; echo out > /o\n';
+    await writeFile(join(ctx, 'Dockerfile.term'), df);
+    const secret = (v: string): string[] => ['--secret', `id=slow,src=${join(ctx, `slow-${v}`)}`];
+    await writeFile(join(ctx, 'slow-yes'), 'yes');
+    await writeFile(join(ctx, 'slow-no'), 'no');
+    const args = (v: string): string[] => ['build', '--progress', 'plain', '-t', 'term:latest', '-f', join(ctx, 'Dockerfile.term'), ...secret(v), ctx];
+    const clean = await tempStoreWithBusybox();
+    let reference: string;
+    try {
+      await clean.store.close();
+      const r = await runTsbuild(clean.root, args('no'), { env: ENV });
+      assert.equal(r.code, 0, r.stderr);
+      const s = await BuildStore.open(clean.root);
+      reference = (await s.images.resolve('term:latest'))!.manifestDigest;
+      await s.close();
+    } finally {
+      await clean.cleanup();
+    }
+    const r = await runTsbuild(root, args('yes'), { env: ENV, killAfterMs: 60_000, signalOn: { text: 'SLOW-STEP-2', signal: 'SIGTERM' } });
+    assert.ok(r.signalledAtMs !== undefined, `the step never started:\n${r.stdout}${r.stderr}`);
+    assert.notEqual(r.signal, 'SIGKILL', 'the build did not exit within 60 s of SIGTERM (killed)');
+    assert.notEqual(r.code, 0, 'an interrupted build must not succeed');
+    assert.match(r.stdout + r.stderr, /interrupted|aborted/);
+    t.diagnostic(`exited ${r.ms - r.signalledAtMs} ms after SIGTERM (the step would have slept 120 s)`);
+    // what the process itself cleaned up, before any other command opens the store (which would recover)
+    assert.deepEqual(runcContainers(root), [], 'a runc container was left');
+    assert.deepEqual(mountsUnder(root), [], 'a mount was left');
+    const metaDir = join(root, 'snapshots', 'metadata');
+    const active = [];
+    for (const n of await readdir(metaDir)) if (n.endsWith('.json')) {
+      const rec = JSON.parse(await readFile(join(metaDir, n), 'utf8')) as { kind: string; key: string };
+      if (rec.kind !== 'committed') active.push(rec.key);
+    }
+    assert.deepEqual(active, [], 'active snapshots were left');
+    assert.deepEqual((await readdir(join(root, 'tmp'))).filter((n) => n.includes(`-${r.pid}-`)), [], 'temp files of the interrupted build were left');
+    assertClean(await verifyStore(root), 'after SIGTERM');
+    const again = await runTsbuild(root, args('no'), { env: ENV });
+    assert.equal(again.code, 0, again.stderr);
+    const s = await BuildStore.open(root);
+    try {
+      assert.equal((await s.images.resolve('term:latest'))?.manifestDigest, reference, 'the build after the interruption differs from a clean build');
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a crash mid-transaction never leaves half a cache record (SQLite rolls back)', async (t) => {
     if (!requireBuildPrereqs(t)) return;
     const root = ts!.root;

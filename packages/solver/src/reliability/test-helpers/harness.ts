@@ -23,13 +23,18 @@ export interface Spawned {
   ms: number;
   /** the process id the tsbuild process had */
   pid: number;
+  /** with `signalOn`: ms from the start to when the signal was sent (undefined: never sent) */
+  signalledAtMs?: number;
 }
 
-/** Runs the real tsbuild CLI on `root`; `killAfterMs` sends SIGKILL after that delay. */
+/**
+ * Runs the real tsbuild CLI on `root`; `killAfterMs` sends SIGKILL after that delay;
+ * `signalOn` sends `signal` once stdout or stderr first contains `text`.
+ */
 export function runTsbuild(
   root: string,
   args: readonly string[],
-  opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string; input?: string } = {},
+  opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string; input?: string; signalOn?: { text: string; signal: NodeJS.Signals } } = {},
 ): Promise<Spawned> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
@@ -40,13 +45,25 @@ export function runTsbuild(
     });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let signalledAtMs: number | undefined;
+    const watch = (): void => {
+      if (opts.signalOn === undefined || signalledAtMs !== undefined || !(stdout + stderr).includes(opts.signalOn.text)) return;
+      signalledAtMs = Date.now() - t0;
+      p.kill(opts.signalOn.signal);
+    };
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      watch();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      watch();
+    });
     const timer = opts.killAfterMs !== undefined ? setTimeout(() => p.kill('SIGKILL'), opts.killAfterMs) : undefined;
     p.on('error', reject);
     p.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, pid: p.pid ?? 0 });
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, pid: p.pid ?? 0, ...(signalledAtMs === undefined ? {} : { signalledAtMs }) });
     });
     p.stdin.end(opts.input ?? '');
   });
