@@ -3,7 +3,7 @@
  * the rootfs (resolved as if chrooted), and the generated /etc/hosts, /etc/resolv.conf and
  * /etc/hostname files.
  */
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ExecutorError } from './errors.js';
 import { ensureInRoot, resolveContainerPath, type StubKind } from './resolve-in-root.js';
@@ -174,6 +174,16 @@ export async function prepareStep(req: RunRequest, privateDir: string, stubs: st
   }
   await ensureInRoot(req.rootfs, cwd, 'dir');
 
+  // The runtimes mount their own /proc, /dev and /sys and create entries in them (runc's
+  // /dev/fd, /dev/ptmx... symlinks) by host path before pivoting into the root: a base
+  // layer whose /dev is a symlink to a host directory made runc write there. Refuse it.
+  for (const p of ['/proc', '/dev', '/sys']) {
+    const st = await lstat(join(req.rootfs, p)).catch(() => undefined);
+    if (st?.isSymbolicLink() === true) {
+      const target = await readlink(join(req.rootfs, p)).catch(() => '?');
+      throw new ExecutorError('FAILED_PRECONDITION', `the root filesystem's ${p} must be a directory (the runtime mounts its own there), found a symlink to ${JSON.stringify(target)}`);
+    }
+  }
   await ensure('/proc', 'dir');
   await ensure('/dev', 'dir');
   await ensure('/sys', 'dir');

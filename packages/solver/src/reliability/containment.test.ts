@@ -7,14 +7,21 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { openLayerStream, readTar, type ReadEntry } from '@tsbuild/snapshotter';
 import { build, type BuildResult } from '../frontend/build.js';
 import { BuildError } from '../errors.js';
-import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
+import { importRootfs } from '../ops/import.js';
+import { REPO_ROOT, requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
 import { makeContext, rawTar, rawTarFile, runTsbuild, Sentinel } from './test-helpers/harness.js';
+
+/** Mount points of this (the host's) mount namespace. */
+function hostMountPoints(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter(Boolean);
+}
 
 interface LayerEntry extends Omit<ReadEntry, 'body'> {
   content: Buffer;
@@ -195,6 +202,69 @@ describe('containment: hostile contexts, destinations and base images', { concur
     await run(c, 'FROM busybox:local\nCOPY etc/ /etc/\n', ['hostile-etc:latest']);
     await run(c, 'FROM hostile-etc:latest\nRUN cat /etc/hosts > /dev/null 2>&1; ! sh -c "echo x > /proc/sys/kernel/core_pattern" 2>/dev/null\nRUN ! sh -c "head -c1 /proc/kcore" 2>/dev/null\n');
     sentinel!.assertUnchanged();
+  });
+
+  test('T17: base layers whose /dev, /dev/* or /proc are symlinks to host paths: RUN works or fails cleanly, on runc and unshare; nothing outside the root changes', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const s = sentinel!.dir;
+    const corePattern = await readFile('/proc/sys/kernel/core_pattern', 'utf8');
+    const mountsBefore = hostMountPoints();
+    // each variant is its own base image (a crafted layer: RUN cannot plant these, the runtime mounts over them)
+    const variants: Record<string, Record<string, string>> = {
+      entries: {
+        'dev/null': '/proc/sys/kernel/core_pattern',
+        'dev/console': '/proc/sysrq-trigger',
+        'dev/zero': `${s}/victim`,
+        'dev/full': `${s}/canary`,
+        'dev/random': `../../../../../../..${s}/victim`,
+        'dev/tty': `${s}/victim`,
+        'dev/ptmx': `${s}/victim`,
+        'dev/shm': `${s}/dir`,
+        'dev/mqueue': `${s}/dir`,
+        'dev/pts': '/proc',
+        'dev/fd': `${s}/dir`,
+      },
+      'dev-absolute': { dev: `${s}/dir` },
+      'dev-relative': { dev: `../../../../../../..${s}/dir` },
+      'proc-link': { proc: `${s}/dir` },
+    };
+    const step = [
+      'for f in null zero full random tty ptmx console; do echo pwned > /dev/$f; done',
+      'echo pwned > /dev/shm/pwned; echo pwned > /dev/mqueue/pwned; ls /dev/pts /dev/fd/ > /dev/null',
+      'echo pwned > /proc/sys/kernel/core_pattern; echo pwned > /proc/sysrq-trigger',
+      'true',
+    ].join('; ');
+    const outcomes: string[] = [];
+    for (const [name, links] of Object.entries(variants)) {
+      const rootfs = await ctx();
+      spawnSync('bash', [join(REPO_ROOT, 'scripts', 'make-busybox-rootfs.sh'), rootfs], { stdio: 'ignore' });
+      for (const [path, target] of Object.entries(links)) {
+        await rm(join(rootfs, path), { recursive: true, force: true });
+        await mkdir(join(rootfs, path, '..'), { recursive: true });
+        await symlink(target, join(rootfs, path));
+      }
+      await importRootfs(ts!.store, rootfs, { tags: [`hostile-dev-${name}:latest`], config: { Env: ['PATH=/bin'] }, sourceDateEpoch: 0 });
+      for (const isolation of ['runc', 'unshare'] as const) {
+        try {
+          await build(ts!.store, { context: await ctx(), dockerfileText: `FROM hostile-dev-${name}:latest\nRUN ${step} 2>/dev/null\n`, sourceDateEpoch: 0, isolation, noCache: true });
+          outcomes.push(`${name}/${isolation}: built`);
+        } catch (err) {
+          // a clean refusal: a tsbuild error with a code, not a crash
+          assert.equal(typeof (err as { code?: unknown }).code, 'string', `${name}/${isolation}: expected a clean tsbuild error, found ${String(err)}`);
+          outcomes.push(`${name}/${isolation}: ${(err as Error).message.split('\n')[0]!.slice(0, 120)}`);
+        }
+        try {
+          sentinel!.assertUnchanged();
+        } catch (err) {
+          throw new Error(`${name}/${isolation} (${outcomes.at(-1)}): ${(err as Error).message}`, { cause: err });
+        }
+        assert.equal(await readFile('/proc/sys/kernel/core_pattern', 'utf8'), corePattern, `${name}/${isolation}: core_pattern changed`);
+        assert.deepEqual(hostMountPoints().filter((m) => !mountsBefore.includes(m) && !m.startsWith(`${ts!.root}/`)), [], `${name}/${isolation}: a mount appeared on the host`);
+      }
+    }
+    t.diagnostic(outcomes.join('\n'));
+    // the plain entries variant must still run its step (the runtimes mount a fresh /dev over the links)
+    assert.ok(outcomes.includes('entries/runc: built') && outcomes.includes('entries/unshare: built'), outcomes.join('\n'));
   });
 
   test('T07: ADD of a local tar-slip archive never writes outside the root', async (t) => {
