@@ -21,6 +21,7 @@ import {
   constants,
   fchmodSync,
   fchownSync,
+  fstatSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -40,6 +41,7 @@ import { realpath } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { LayerLimitError, UnsafeLayerError } from '../errors.js';
+import { isErrno } from '../util/process.js';
 import { readTar } from '../tar/reader.js';
 import type { ReadEntry } from '../tar/reader.js';
 import { run, writeXattrs } from '../tar/system.js';
@@ -109,6 +111,34 @@ const OPAQUE = '.wh..wh..opq';
  * apply time, see README); the event loop still turns whenever the tar reader waits for
  * more decompressed bytes.
  */
+/** Linux O_PATH (not in Node's constants): an fd naming an inode without opening it (no device open, no FIFO wait). */
+const O_PATH = 0o10000000;
+
+/**
+ * Runs `fn` on the inode at `abs` itself, through `/proc/self/fd/N` of an O_PATH |
+ * O_NOFOLLOW fd whose resolved path is checked to be `abs`: a symlink swapped in for
+ * `abs` or for any of its parents is never followed, so the metadata calls change this
+ * inode or nothing. False (nothing done) when `abs` is missing, is a symlink, or was
+ * reached through one.
+ */
+function atInode(abs: string, directory: boolean, fn: (inode: string) => void): boolean {
+  let fd: number;
+  try {
+    fd = openSync(abs, O_PATH | constants.O_NOFOLLOW | (directory ? constants.O_DIRECTORY : 0));
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return false;
+    throw err;
+  }
+  try {
+    const inode = `/proc/self/fd/${fd}`;
+    if (readlinkSync(inode) !== abs || fstatSync(fd).isSymbolicLink()) return false;
+    fn(inode);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function lstatOrUndefined(p: string): Stats | undefined {
   return lstatSync(p, { throwIfNoEntry: false });
 }
@@ -329,10 +359,12 @@ class Applier {
   private async special(e: ReadEntry, abs: string): Promise<void> {
     const argv = e.type === 'fifo' ? ['mknod', abs, 'p'] : ['mknod', abs, e.type === 'character-device' ? 'c' : 'b', String(e.devmajor ?? 0), String(e.devminor ?? 0)];
     await run(argv);
-    lchownSync(abs, e.uid, e.gid);
-    const st = lstatSync(abs);
-    if (!st.isSymbolicLink()) chmodSync(abs, e.mode);
-    lutimesSync(abs, e.mtime, e.mtime);
+    const same = atInode(abs, false, (inode) => {
+      chownSync(inode, e.uid, e.gid);
+      chmodSync(inode, e.mode); // after chown: chown clears setuid/setgid
+      utimesSync(inode, e.mtime, e.mtime);
+    });
+    if (!same) throw new UnsafeLayerError(e.path, 'expected the node just made by mknod, found it replaced');
   }
 
   /** Opaque whiteout without overlay: remove what lower layers put in the directory. */
@@ -343,20 +375,6 @@ class Applier {
       const rel = parentRel === '' ? n : `${parentRel}/${n}`;
       if (!this.created.has(rel)) rmSync(join(dir, n), { recursive: true, force: true });
     }
-  }
-
-  /** Is every component of rel a real directory (no symlink swapped in later)? Memoised per prefix. */
-  private realDirChain(rel: string, memo: Map<string, boolean>): boolean {
-    const known = memo.get(rel);
-    if (known !== undefined) return known;
-    const i = rel.lastIndexOf('/');
-    let ok = i < 0 || this.realDirChain(rel.slice(0, i), memo);
-    if (ok) {
-      const st = lstatOrUndefined(join(this.root, rel));
-      ok = st !== undefined && st.isDirectory();
-    }
-    memo.set(rel, ok);
-    return ok;
   }
 
   async finish(): Promise<void> {
@@ -373,13 +391,13 @@ class Applier {
     if (this.xattrs.size > 0) await writeXattrs(this.root, this.xattrs);
     // Directory metadata last, deepest first, so creating children does not undo mtimes.
     const dirs = [...this.dirs].sort((a, b) => (a.rel < b.rel ? 1 : a.rel > b.rel ? -1 : 0));
-    const memo = new Map<string, boolean>();
+    // A directory that later entries replaced (by a symlink, or under one) is skipped.
     for (const d of dirs) {
-      if (!this.realDirChain(d.rel, memo)) continue;
-      const p = join(this.root, d.rel);
-      chownSync(p, d.uid, d.gid);
-      chmodSync(p, d.mode);
-      utimesSync(p, d.mtime, d.mtime);
+      atInode(join(this.root, d.rel), true, (inode) => {
+        chownSync(inode, d.uid, d.gid);
+        chmodSync(inode, d.mode);
+        utimesSync(inode, d.mtime, d.mtime);
+      });
     }
   }
 }
