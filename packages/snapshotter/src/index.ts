@@ -35,3 +35,5 @@ export { crashPoint } from './crash-point.js';
 export { pidAlive, bootId } from './util/process.js';
 /** Native addon helpers the executor uses (false/undefined when the addon is not built). */
 export { markInheritedFdsCloexec } from './util/native.js';
+/** Inodes named exactly (O_PATH fds checked through /proc/self/fd), immune to symlink swaps. */
+export { fdPath, openExact } from './util/exact-path.js';

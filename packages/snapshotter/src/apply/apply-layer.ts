@@ -21,7 +21,6 @@ import {
   constants,
   fchmodSync,
   fchownSync,
-  fstatSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -41,7 +40,7 @@ import { realpath } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { LayerLimitError, UnsafeLayerError } from '../errors.js';
-import { isErrno } from '../util/process.js';
+import { fdPath, openExact } from '../util/exact-path.js';
 import { readTar } from '../tar/reader.js';
 import type { ReadEntry } from '../tar/reader.js';
 import { run, writeXattrs } from '../tar/system.js';
@@ -111,28 +110,17 @@ const OPAQUE = '.wh..wh..opq';
  * apply time, see README); the event loop still turns whenever the tar reader waits for
  * more decompressed bytes.
  */
-/** Linux O_PATH (not in Node's constants): an fd naming an inode without opening it (no device open, no FIFO wait). */
-const O_PATH = 0o10000000;
-
 /**
- * Runs `fn` on the inode at `abs` itself, through `/proc/self/fd/N` of an O_PATH |
- * O_NOFOLLOW fd whose resolved path is checked to be `abs`: a symlink swapped in for
- * `abs` or for any of its parents is never followed, so the metadata calls change this
- * inode or nothing. False (nothing done) when `abs` is missing, is a symlink, or was
- * reached through one.
+ * Runs `fn` on the inode at `abs` itself ({@link openExact}): a symlink swapped in for
+ * `abs` or any of its parents is never followed, so the metadata calls change this inode
+ * or nothing. False (nothing done) when `abs` is missing, is a symlink, or was reached
+ * through one.
  */
 function atInode(abs: string, directory: boolean, fn: (inode: string) => void): boolean {
-  let fd: number;
+  const fd = openExact(abs, { directory });
+  if (fd === undefined) return false;
   try {
-    fd = openSync(abs, O_PATH | constants.O_NOFOLLOW | (directory ? constants.O_DIRECTORY : 0));
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return false;
-    throw err;
-  }
-  try {
-    const inode = `/proc/self/fd/${fd}`;
-    if (readlinkSync(inode) !== abs || fstatSync(fd).isSymbolicLink()) return false;
-    fn(inode);
+    fn(fdPath(fd));
     return true;
   } finally {
     closeSync(fd);

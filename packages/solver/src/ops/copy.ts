@@ -1,6 +1,7 @@
-import { chmodSync, constants as fsConstants, copyFileSync, lchownSync, lstatSync, unlinkSync, utimesSync } from 'node:fs';
-import { chmod, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, utimes } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { chmodSync, closeSync, constants as fsConstants, copyFileSync, lchownSync, lstatSync, realpathSync, unlinkSync, utimesSync } from 'node:fs';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
+import { join, posix, relative } from 'node:path';
+import { fdPath, openExact } from '@tsbuild/snapshotter';
 import type { BuildContext, ContextEntry, SourceMatch } from '../context/build-context.js';
 import { BuildError } from '../errors.js';
 import { resolveInRoot } from '../executor/index.js';
@@ -51,52 +52,93 @@ export async function copyInto(req: CopyRequest): Promise<void> {
   const destStat = await lstat(resolvedDest).catch(() => undefined);
   const destIsDir = destIsDirSyntax || (destStat?.isDirectory() ?? false);
   const dirTimes: { path: string; e: ContextEntry }[] = [];
-
-  for (const m of req.matches) {
-    let tar: string | undefined;
-    if (m.root.type === 'dir') {
-      // contents of the directory go into dest
-      const base = await ensureDir(req.rootfs, destPath, owner, undefined);
-      const hostDirs = new Map<string, string>([[m.root.rel, base]]);
-      let n = 0;
-      for (const e of m.entries) {
-        if (e === m.root) continue;
-        // regular files are copied with synchronous calls (see copyFileSlice); let the
-        // event loop breathe between slices
-        if (++n % FILES_PER_SLICE === 0) await new Promise<void>((r) => setImmediate(r));
-        const parentRel = posix.dirname(e.rel) === '.' ? '' : posix.dirname(e.rel);
-        const parentHost = hostDirs.get(parentRel);
-        if (parentHost === undefined) throw new BuildError(`copy: parent of ${e.rel} was not copied`, 'INTERNAL');
-        const target = join(parentHost, posix.basename(e.rel));
-        const containerPath = posix.join(destPath, posix.relative(m.root.rel, e.rel));
-        if (e.type === 'dir') {
-          const d = await ensureDirAt(req.rootfs, target, containerPath, owner, modeOf(e, true, req.chmod));
-          hostDirs.set(e.rel, d);
-          dirTimes.push({ path: d, e });
-        } else if (req.skip === undefined || !req.skip.has(containerPath)) {
-          await copyEntry(req.source, e, target, owner, req.chmod);
+  const pins = new Pins(req.rootfs);
+  try {
+    for (const m of req.matches) {
+      let tar: string | undefined;
+      if (m.root.type === 'dir') {
+        // contents of the directory go into dest
+        const base = await ensureDir(pins, destPath, owner, undefined);
+        const hostDirs = new Map<string, string>([[m.root.rel, base]]);
+        let n = 0;
+        for (const e of m.entries) {
+          if (e === m.root) continue;
+          // regular files are copied with synchronous calls (see copyFileSlice); let the
+          // event loop breathe between slices
+          if (++n % FILES_PER_SLICE === 0) await new Promise<void>((r) => setImmediate(r));
+          const parentRel = posix.dirname(e.rel) === '.' ? '' : posix.dirname(e.rel);
+          const parentHost = hostDirs.get(parentRel);
+          if (parentHost === undefined) throw new BuildError(`copy: parent of ${e.rel} was not copied`, 'INTERNAL');
+          const target = join(parentHost, posix.basename(e.rel));
+          const containerPath = posix.join(destPath, posix.relative(m.root.rel, e.rel));
+          if (e.type === 'dir') {
+            const d = await ensureDirAt(pins, target, containerPath, owner, modeOf(e, true, req.chmod), false);
+            hostDirs.set(e.rel, d);
+            dirTimes.push({ path: d, e });
+          } else if (req.skip === undefined || !req.skip.has(containerPath)) {
+            await copyEntry(req.source, e, target, owner, req.chmod);
+          }
         }
-      }
-    } else if (req.unpackTmp !== undefined && m.root.type === 'file' && (tar = await detectArchive(req.source.abs(m.root.rel), req.unpackTmp)) !== undefined) {
-      // ADD of a local archive: its contents go into the destination directory
-      const base = await ensureDir(req.rootfs, destPath, owner, undefined);
-      await extractArchive(tar, base, m.root.rel);
-    } else {
-      let containerTarget: string;
-      if (destIsDir) {
-        await ensureDir(req.rootfs, destPath, owner, undefined);
-        containerTarget = posix.join(destPath, posix.basename(m.root.rel));
+      } else if (req.unpackTmp !== undefined && m.root.type === 'file' && (tar = await detectArchive(req.source.abs(m.root.rel), req.unpackTmp)) !== undefined) {
+        // ADD of a local archive: its contents go into the destination directory
+        const base = await ensureDir(pins, destPath, owner, undefined);
+        await extractArchive(tar, base, m.root.rel);
       } else {
-        containerTarget = destPath;
-        await ensureDir(req.rootfs, posix.dirname(destPath), owner, undefined);
+        // the target's parent, pinned: its resolution cannot change under the copy
+        const parentHost = destIsDir ? await ensureDir(pins, destPath, owner, undefined) : await ensureDir(pins, posix.dirname(destPath), owner, undefined);
+        const name = destIsDir ? posix.basename(m.root.rel) : posix.basename(destPath);
+        await copyEntry(req.source, m.root, join(parentHost, name), owner, req.chmod);
       }
-      const parentHost = await resolveInRoot(req.rootfs, posix.dirname(containerTarget));
-      await copyEntry(req.source, m.root, join(parentHost, posix.basename(containerTarget)), owner, req.chmod);
     }
+    // directory mtimes last, deepest first, so creating children does not disturb them
+    for (const { path, e } of dirTimes.reverse()) {
+      await utimes(path, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    }
+  } finally {
+    pins.close();
   }
-  // directory mtimes last, deepest first, so creating children does not disturb them
-  for (const { path, e } of dirTimes.reverse()) {
-    await utimes(path, e.mtimeMs / 1000, e.mtimeMs / 1000);
+}
+
+/**
+ * The destination directories of one copy (and their parents), pinned by O_PATH fds
+ * ({@link openExact}) as they are resolved: what is written below `/proc/self/fd/N`
+ * lands in that directory even if a symlink is swapped into the rootfs path meanwhile.
+ * A directory reached through a symlink, or outside the rootfs, is refused.
+ */
+class Pins {
+  readonly rootfs: string;
+  readonly #realRoot: string;
+  readonly #fds: number[] = [];
+  /** pinned path → the real path it was verified at */
+  readonly #real = new Map<string, string>();
+
+  constructor(rootfs: string) {
+    this.rootfs = rootfs;
+    this.#realRoot = realpathSync(rootfs);
+  }
+
+  /** The real path `hostPath` (in the rootfs, or below a pin) must name. */
+  #expected(hostPath: string): string {
+    const m = /^(\/proc\/self\/fd\/\d+)(\/.*)?$/.exec(hostPath);
+    const pinned = m === null ? undefined : this.#real.get(m[1]!);
+    if (pinned !== undefined) return pinned + (m![2] ?? '');
+    const rel = relative(this.rootfs, hostPath);
+    return rel === '' ? this.#realRoot : join(this.#realRoot, rel);
+  }
+
+  pin(hostPath: string, containerPath: string): string {
+    const expected = this.#expected(hostPath);
+    if (expected !== this.#realRoot && !expected.startsWith(`${this.#realRoot}/`)) throw new BuildError(`cannot copy to ${containerPath}: it resolves outside the root filesystem`);
+    const fd = openExact(hostPath, { directory: true, expected });
+    if (fd === undefined) throw new BuildError(`cannot copy to ${containerPath}: it changed while being resolved (a symlink or a non-directory appeared there)`);
+    this.#fds.push(fd);
+    const p = fdPath(fd);
+    this.#real.set(p, expected);
+    return p;
+  }
+
+  close(): void {
+    for (const fd of this.#fds.splice(0)) closeSync(fd);
   }
 }
 
@@ -106,14 +148,20 @@ export function modeOf(e: ContextEntry, isDir: boolean, chmodFn: CopyRequest['ch
   return chmodFn ? chmodFn(perm, isDir) : perm;
 }
 
-/** mkdir -p of a container path, resolving every existing component inside the rootfs. */
-async function ensureDir(rootfs: string, containerPath: string, owner: Owner, mode: number | undefined): Promise<string> {
+/** Symlinks in a destination path followed before giving up (as the kernel's 40). */
+const MAX_DEST_SYMLINKS = 40;
+
+/**
+ * mkdir -p of a container path, resolving every existing component inside the rootfs;
+ * each component is pinned, so the returned directory is the one resolved.
+ */
+async function ensureDir(pins: Pins, containerPath: string, owner: Owner, mode: number | undefined, follows = 0): Promise<string> {
   const parts = posix.resolve('/', containerPath).split('/').filter(Boolean);
   let cur = '/';
-  let host = rootfs;
+  let host = pins.pin(pins.rootfs, '/');
   for (const p of parts) {
     cur = posix.join(cur, p);
-    host = await ensureDirAt(rootfs, join(host, p), cur, owner, undefined);
+    host = await ensureDirAt(pins, join(host, p), cur, owner, undefined, true, follows);
   }
   if (mode !== undefined) await chmod(host, mode);
   return host;
@@ -121,34 +169,30 @@ async function ensureDir(rootfs: string, containerPath: string, owner: Owner, mo
 
 /**
  * Makes sure `hostPath` (the host path of `containerPath`, whose parent is already
- * resolved) is a directory; follows an existing symlink there inside the rootfs.
+ * resolved) is a directory; follows an existing symlink there inside the rootfs. With
+ * `pin` the directory is pinned and its metadata set through the pin.
  */
-async function ensureDirAt(rootfs: string, hostPath: string, containerPath: string, owner: Owner, mode: number | undefined): Promise<string> {
+async function ensureDirAt(pins: Pins, hostPath: string, containerPath: string, owner: Owner, mode: number | undefined, pin: boolean, follows = 0): Promise<string> {
   const st = await lstat(hostPath).catch(() => undefined);
   if (st?.isSymbolicLink()) {
-    const resolved = await resolveInRoot(rootfs, containerPath);
-    const rst = await lstat(resolved).catch(() => undefined);
-    if (!rst) {
-      await mkdir(resolved, { recursive: true });
-      await lchown(resolved, owner.uid, owner.gid);
-    } else if (!rst.isDirectory()) {
-      throw new BuildError(`cannot copy to ${containerPath}: it is not a directory`);
-    }
-    return resolved;
+    if (follows >= MAX_DEST_SYMLINKS) throw new BuildError(`cannot copy to ${containerPath}: too many levels of symbolic links`);
+    // resolved inside the rootfs, then walked again component by component (each pinned)
+    const resolved = await resolveInRoot(pins.rootfs, containerPath);
+    return ensureDir(pins, `/${relative(pins.rootfs, resolved)}`, owner, undefined, follows + 1);
   }
   if (st && !st.isDirectory()) {
     await rm(hostPath, { force: true });
   }
-  if (!st || !st.isDirectory()) {
-    // directories COPY creates (the destination and its parents) are 0755, as BuildKit makes them
-    await mkdir(hostPath, { mode: mode ?? 0o755 });
-    await lchown(hostPath, owner.uid, owner.gid);
-    await chmod(hostPath, mode ?? 0o755);
-  } else if (mode !== undefined) {
-    await lchown(hostPath, owner.uid, owner.gid);
-    await chmod(hostPath, mode);
+  const fresh = !st || !st.isDirectory();
+  // directories COPY creates (the destination and its parents) are 0755, as BuildKit makes them
+  if (fresh) await mkdir(hostPath, { mode: mode ?? 0o755 });
+  const dir = pin ? pins.pin(hostPath, containerPath) : hostPath;
+  if (fresh || mode !== undefined) {
+    // through the pin, chown follows the fd to the directory itself
+    await (pin ? chown : lchown)(dir, owner.uid, owner.gid);
+    await chmod(dir, mode ?? 0o755);
   }
-  return hostPath;
+  return dir;
 }
 
 /** How many entries copyInto copies between two turns of the event loop. */
@@ -161,7 +205,8 @@ const FILES_PER_SLICE = 256;
  * tries a reflink first and falls back to copy_file_range.
  */
 function copyFileSlice(src: string, target: string, owner: Owner, mode: number, t: number): void {
-  copyFileSync(src, target, fsConstants.COPYFILE_FICLONE);
+  // EXCL: the target was removed before; never write through whatever appeared there since
+  copyFileSync(src, target, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
   lchownSync(target, owner.uid, owner.gid);
   chmodSync(target, mode);
   utimesSync(target, t, t);
