@@ -366,6 +366,31 @@ describe('containment: hostile contexts, destinations and base images', { concur
     assert.equal(viaArg.digest, ok.digest);
   });
 
+  test('T05: every RUN, on runc and on unshare, root or not, gets the same capability policy: no inheritable or ambient set, no_new_privs', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const c = await ctx();
+    const grab = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status";
+    const status: Record<string, Record<string, string>> = {};
+    for (const isolation of ['runc', 'unshare'] as const) {
+      const r = await build(ts!.store, { context: c, dockerfileText: `FROM busybox:local\nRUN ${grab} > /status-root\nUSER 1000:1000\nRUN ${grab} > /tmp/status-user\n`, sourceDateEpoch: 0, isolation, noCache: true });
+      for (const [who, path] of [['root', 'status-root'], ['user', 'tmp/status-user']] as const) {
+        const text = (await fileIn(r, path))?.content.toString() ?? '';
+        status[`${isolation}/${who}`] = Object.fromEntries(text.split('\n').filter(Boolean).map((l) => l.split(/:\s+/) as [string, string]));
+      }
+    }
+    for (const [k, v] of Object.entries(status)) {
+      assert.equal(v.CapInh, '0000000000000000', `${k}: inheritable capabilities`);
+      assert.equal(v.CapAmb, '0000000000000000', `${k}: ambient capabilities`);
+      assert.equal(v.NoNewPrivs, '1', `${k}: no_new_privs`);
+      if (k.endsWith('/user')) assert.deepEqual([v.CapPrm, v.CapEff], ['0000000000000000', '0000000000000000'], `${k}: a non-root step has no capabilities`);
+      else assert.equal(v.CapEff, v.CapBnd, `${k}: root gets the bounding set`);
+    }
+    // Docker's default set, identical on both backends
+    assert.equal(status['runc/root']!.CapBnd, '00000000a80425fb');
+    assert.deepEqual(status['unshare/root'], status['runc/root']);
+    assert.deepEqual(status['unshare/user'], status['runc/user']);
+  });
+
   test('T18: instruction fields that change the result change the cache key', async (t) => {
     if (!requireBuildPrereqs(t)) return;
     const c = await ctx({ f: 'x\n' });
