@@ -8,7 +8,6 @@
  * Root only (the applier chowns); bounded by iterations and time.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { test } from 'node:test';
 import type { TarEntry } from '../tar/types.js';
 import { packEntries } from '../tar/writer.js';
 import { applyLayer } from '../apply/apply-layer.js';
+import { startSwapper } from '../testing/swapper.js';
 
 const NAMES = 2;
 /** each directory entry is repeated: every copy is one more metadata call (one more window) on the swapped name */
@@ -25,29 +25,6 @@ const REPEATS = 256;
 const FIFOS = 1;
 const ITERATIONS = 150;
 const MAX_MS = 6000;
-
-// argv: target dir, sentinel dir, sentinel file, deadline (ms since epoch). Swaps d<i> for a
-// symlink to the sentinel dir and p<i> for one to the sentinel file, then puts them back.
-const SWAPPER = `
-const fs = require('node:fs');
-const [root, sdir, sfile, deadline] = process.argv.slice(1);
-let swaps = 0;
-while (Date.now() < Number(deadline)) {
-  for (let i = 0; i < ${NAMES}; i++) {
-    for (const [name, target] of i < ${FIFOS} ? [['d' + i, sdir], ['p' + i, sfile]] : [['d' + i, sdir]]) {
-      const p = root + '/' + name;
-      try {
-        fs.renameSync(p, p + '.real');
-        fs.symlinkSync(target, p);
-        swaps++;
-        fs.unlinkSync(p);
-        fs.renameSync(p + '.real', p);
-      } catch {}
-    }
-  }
-  process.stdout.write(swaps + '\\n');
-}
-`;
 
 interface State {
   uid: number;
@@ -85,10 +62,11 @@ test('T12: chown/chmod/utimes of the applier never land on a host file through a
   for await (const c of packEntries(entries)) chunks.push(c as Buffer);
   const layer = Buffer.concat(chunks);
   const root = join(base, 'root');
-  const swapper = spawn(process.execPath, ['-e', SWAPPER, root, sdir, sfile, String(Date.now() + MAX_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let swaps = '0';
-  swapper.stdout.on('data', (d: Buffer) => (swaps = d.toString().trim().split('\n').at(-1) ?? swaps));
-  const exited = new Promise((r) => swapper.once('exit', r));
+  // d<i> swapped for a symlink to the sentinel dir, p<i> for one to the sentinel file
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < NAMES; i++) pairs.push([`d${i}`, sdir], ...(i < FIFOS ? [[`p${i}`, sfile] as [string, string]] : []));
+  const swapper = startSwapper(root, pairs, MAX_MS);
+  let swaps = 0;
   let applied = 0;
   let failed = 0;
   const started = Date.now();
@@ -111,8 +89,7 @@ test('T12: chown/chmod/utimes of the applier never land on a host file through a
       assert.equal(readFileSync(sfile, 'utf8'), 'sentinel\n');
     }
   } finally {
-    swapper.kill('SIGKILL');
-    await exited;
+    swaps = await swapper.stop();
     await rm(base, { recursive: true, force: true });
   }
   t.diagnostic(`${applied + failed} applies (${failed} failed cleanly) against ${swaps} swaps in ${Date.now() - started} ms`);

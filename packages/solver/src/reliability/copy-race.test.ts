@@ -8,12 +8,12 @@
  * is ever written outside the rootfs (H-SENTINEL). Root only (COPY chowns); bounded.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { startSwapper } from '@tsbuild/snapshotter/testing';
 import { CacheDb } from '../cache/cache-db.js';
 import { BuildContext } from '../context/build-context.js';
 import { copyInto } from '../ops/copy.js';
@@ -21,26 +21,6 @@ import { makeContext, Sentinel } from './test-helpers/harness.js';
 
 const ITERATIONS = 400;
 const MAX_MS = 6000;
-
-// argv: rootfs, sentinel dir, deadline. Swaps each name for a symlink to the sentinel dir and back.
-const SWAPPER = `
-const fs = require('node:fs');
-const [root, target, deadline] = process.argv.slice(1);
-let swaps = 0;
-while (Date.now() < Number(deadline)) {
-  for (const name of ['swap', 'deep/mid', 'deep']) {
-    const p = root + '/' + name;
-    try {
-      fs.renameSync(p, p + '.real');
-      fs.symlinkSync(target, p);
-      swaps++;
-      fs.unlinkSync(p);
-      fs.renameSync(p + '.real', p);
-    } catch {}
-  }
-  if (swaps % 256 === 0) process.stdout.write(swaps + '\\n');
-}
-`;
 
 test('T14 race: COPY never writes outside the rootfs while a destination component is swapped for a symlink', async (t) => {
   if (process.getuid?.() !== 0) {
@@ -56,10 +36,8 @@ test('T14 race: COPY never writes outside the rootfs while a destination compone
   for (let i = 0; i < 16; i++) files[`tree/d${i % 4}/file${i}`] = `tree ${i}\n`;
   const dir = await makeContext(files);
   const db = CacheDb.open(join(base, 'cache.db'));
-  const swapper = spawn(process.execPath, ['-e', SWAPPER, rootfs, join(sentinel.dir, 'dir'), String(Date.now() + MAX_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let swaps = '0';
-  swapper.stdout.on('data', (d: Buffer) => (swaps = d.toString().trim().split('\n').at(-1) ?? swaps));
-  const exited = new Promise((r) => swapper.once('exit', r));
+  const swapper = startSwapper(rootfs, ['swap', 'deep/mid', 'deep'].map((n) => [n, join(sentinel.dir, 'dir')] as const), MAX_MS);
+  let swaps = 0;
   let copies = 0;
   let failed = 0;
   const started = Date.now();
@@ -84,13 +62,12 @@ test('T14 race: COPY never writes outside the rootfs while a destination compone
       sentinel.assertUnchanged();
     }
   } finally {
-    swapper.kill('SIGKILL');
-    await exited;
+    swaps = await swapper.stop();
     db.close();
     await rm(base, { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
     await sentinel.cleanup();
   }
-  t.diagnostic(`${copies} copies (${failed} failed cleanly) against ${swaps}+ swaps in ${Date.now() - started} ms`);
+  t.diagnostic(`${copies} copies (${failed} failed cleanly) against ${swaps} swaps in ${Date.now() - started} ms`);
   assert.ok(copies >= 100, `expected at least 100 copies in the time bound, found ${copies}`);
 });
