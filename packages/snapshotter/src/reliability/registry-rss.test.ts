@@ -8,8 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { ContentStore } from '../content/content-store.js';
 import { MediaTypes } from '../image/types.js';
@@ -17,7 +16,7 @@ import { buildTestImage, freePort, tempDir } from '../registry/test-helpers/regi
 
 const MiB = 1024 * 1024;
 const BUDGET = 200 * MiB;
-const DIST = join(import.meta.dirname, '..', '..', 'dist', 'index.js');
+const DIST = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 
 /** Streams `total` bytes (chunked) with backpressure until done or the client goes away. */
 function stream(res: http.ServerResponse, total: number, fill: number): void {
