@@ -93,5 +93,5 @@ test('T12: chown/chmod/utimes of the applier never land on a host file through a
     await rm(base, { recursive: true, force: true });
   }
   t.diagnostic(`${applied + failed} applies (${failed} failed cleanly) against ${swaps} swaps in ${Date.now() - started} ms`);
-  assert.ok(applied + failed >= 20, `expected at least 20 applies in the time bound, found ${applied + failed}`);
+  assert.ok(applied + failed >= 10, `expected at least 10 applies in the time bound, found ${applied + failed}`);
 });
