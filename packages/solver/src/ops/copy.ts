@@ -51,7 +51,7 @@ export async function copyInto(req: CopyRequest): Promise<void> {
   const resolvedDest = await resolveInRoot(req.rootfs, destPath);
   const destStat = await lstat(resolvedDest).catch(() => undefined);
   const destIsDir = destIsDirSyntax || (destStat?.isDirectory() ?? false);
-  const dirTimes: { path: string; e: ContextEntry }[] = [];
+  const dirTimes: { path: string; containerPath: string; e: ContextEntry }[] = [];
   const pins = new Pins(req.rootfs);
   try {
     for (const m of req.matches) {
@@ -59,7 +59,10 @@ export async function copyInto(req: CopyRequest): Promise<void> {
       if (m.root.type === 'dir') {
         // contents of the directory go into dest
         const base = await ensureDir(pins, destPath, owner, undefined);
+        // host paths below the pinned base; the parent of the entries being copied is held
+        // open (one directory at a time), so each entry lands in the directory made for it
         const hostDirs = new Map<string, string>([[m.root.rel, base]]);
+        let held: { rel: string; fd: number } | undefined;
         let n = 0;
         for (const e of m.entries) {
           if (e === m.root) continue;
@@ -69,16 +72,22 @@ export async function copyInto(req: CopyRequest): Promise<void> {
           const parentRel = posix.dirname(e.rel) === '.' ? '' : posix.dirname(e.rel);
           const parentHost = hostDirs.get(parentRel);
           if (parentHost === undefined) throw new BuildError(`copy: parent of ${e.rel} was not copied`, 'INTERNAL');
-          const target = join(parentHost, posix.basename(e.rel));
           const containerPath = posix.join(destPath, posix.relative(m.root.rel, e.rel));
+          if (held?.rel !== parentRel) {
+            if (held !== undefined) pins.release(held.fd);
+            held = { rel: parentRel, fd: pins.hold(parentHost, posix.dirname(containerPath)) };
+          }
+          const target = join(fdPath(held.fd), posix.basename(e.rel));
           if (e.type === 'dir') {
             const d = await ensureDirAt(pins, target, containerPath, owner, modeOf(e, true, req.chmod), false);
-            hostDirs.set(e.rel, d);
-            dirTimes.push({ path: d, e });
+            const stable = d === target ? join(parentHost, posix.basename(e.rel)) : d;
+            hostDirs.set(e.rel, stable);
+            dirTimes.push({ path: stable, containerPath, e });
           } else if (req.skip === undefined || !req.skip.has(containerPath)) {
             await copyEntry(req.source, e, target, owner, req.chmod);
           }
         }
+        if (held !== undefined) pins.release(held.fd);
       } else if (req.unpackTmp !== undefined && m.root.type === 'file' && (tar = await detectArchive(req.source.abs(m.root.rel), req.unpackTmp)) !== undefined) {
         // ADD of a local archive: its contents go into the destination directory
         const base = await ensureDir(pins, destPath, owner, undefined);
@@ -91,8 +100,10 @@ export async function copyInto(req: CopyRequest): Promise<void> {
       }
     }
     // directory mtimes last, deepest first, so creating children does not disturb them
-    for (const { path, e } of dirTimes.reverse()) {
-      await utimes(path, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    for (const { path, containerPath, e } of dirTimes.reverse()) {
+      const fd = pins.hold(path, containerPath);
+      await utimes(fdPath(fd), e.mtimeMs / 1000, e.mtimeMs / 1000);
+      pins.release(fd);
     }
   } finally {
     pins.close();
@@ -100,45 +111,54 @@ export async function copyInto(req: CopyRequest): Promise<void> {
 }
 
 /**
- * The destination directories of one copy (and their parents), pinned by O_PATH fds
- * ({@link openExact}) as they are resolved: what is written below `/proc/self/fd/N`
- * lands in that directory even if a symlink is swapped into the rootfs path meanwhile.
- * A directory reached through a symlink, or outside the rootfs, is refused.
+ * Directories of one copy held by O_PATH fds ({@link openExact}) as they are resolved:
+ * what is written below `/proc/self/fd/N` lands in that directory even if a symlink is
+ * swapped into the rootfs path meanwhile. A directory reached through a symlink, or
+ * outside the rootfs, is refused. The destination and its parents stay held for the
+ * whole copy; a tree's directories only while their entries are copied.
  */
 class Pins {
   readonly rootfs: string;
   readonly #realRoot: string;
-  readonly #fds: number[] = [];
-  /** pinned path → the real path it was verified at */
-  readonly #real = new Map<string, string>();
+  /** held fd → the real path it was verified at */
+  readonly #real = new Map<number, string>();
 
   constructor(rootfs: string) {
     this.rootfs = rootfs;
     this.#realRoot = realpathSync(rootfs);
   }
 
-  /** The real path `hostPath` (in the rootfs, or below a pin) must name. */
+  /** The real path `hostPath` (in the rootfs, or below a held fd) must name. */
   #expected(hostPath: string): string {
-    const m = /^(\/proc\/self\/fd\/\d+)(\/.*)?$/.exec(hostPath);
-    const pinned = m === null ? undefined : this.#real.get(m[1]!);
-    if (pinned !== undefined) return pinned + (m![2] ?? '');
+    const m = /^\/proc\/self\/fd\/(\d+)(\/.*)?$/.exec(hostPath);
+    const held = m === null ? undefined : this.#real.get(Number(m[1]));
+    if (held !== undefined) return held + (m![2] ?? '');
     const rel = relative(this.rootfs, hostPath);
     return rel === '' ? this.#realRoot : join(this.#realRoot, rel);
   }
 
-  pin(hostPath: string, containerPath: string): string {
+  /** Holds the directory at `hostPath` until {@link release} (or {@link close}). */
+  hold(hostPath: string, containerPath: string): number {
     const expected = this.#expected(hostPath);
     if (expected !== this.#realRoot && !expected.startsWith(`${this.#realRoot}/`)) throw new BuildError(`cannot copy to ${containerPath}: it resolves outside the root filesystem`);
-    const fd = openExact(hostPath, { directory: true, expected });
-    if (fd === undefined) throw new BuildError(`cannot copy to ${containerPath}: it changed while being resolved (a symlink or a non-directory appeared there)`);
-    this.#fds.push(fd);
-    const p = fdPath(fd);
-    this.#real.set(p, expected);
-    return p;
+    // a held fd's own path is a (magic) symlink: open the directory it names as `<it>/.`
+    const fd = openExact(/^\/proc\/self\/fd\/\d+$/.test(hostPath) ? `${hostPath}/.` : hostPath, { directory: true, expected });
+    if (fd === undefined) throw new BuildError(`cannot copy to ${containerPath}: it changed while being written (a symlink or a non-directory appeared there)`);
+    this.#real.set(fd, expected);
+    return fd;
+  }
+
+  /** Holds the directory for the rest of the copy; returns the path naming it. */
+  pin(hostPath: string, containerPath: string): string {
+    return fdPath(this.hold(hostPath, containerPath));
+  }
+
+  release(fd: number): void {
+    if (this.#real.delete(fd)) closeSync(fd);
   }
 
   close(): void {
-    for (const fd of this.#fds.splice(0)) closeSync(fd);
+    for (const fd of [...this.#real.keys()]) this.release(fd);
   }
 }
 
@@ -169,8 +189,9 @@ async function ensureDir(pins: Pins, containerPath: string, owner: Owner, mode: 
 
 /**
  * Makes sure `hostPath` (the host path of `containerPath`, whose parent is already
- * resolved) is a directory; follows an existing symlink there inside the rootfs. With
- * `pin` the directory is pinned and its metadata set through the pin.
+ * resolved) is a directory; follows an existing symlink there inside the rootfs. Its
+ * metadata is set through a held fd; with `pin` it stays held and the path naming the
+ * fd is returned (else `hostPath`).
  */
 async function ensureDirAt(pins: Pins, hostPath: string, containerPath: string, owner: Owner, mode: number | undefined, pin: boolean, follows = 0): Promise<string> {
   const st = await lstat(hostPath).catch(() => undefined);
@@ -186,13 +207,15 @@ async function ensureDirAt(pins: Pins, hostPath: string, containerPath: string, 
   const fresh = !st || !st.isDirectory();
   // directories COPY creates (the destination and its parents) are 0755, as BuildKit makes them
   if (fresh) await mkdir(hostPath, { mode: mode ?? 0o755 });
-  const dir = pin ? pins.pin(hostPath, containerPath) : hostPath;
+  // metadata through a held fd (chown and chmod follow it to the directory itself)
+  const fd = pins.hold(hostPath, containerPath);
   if (fresh || mode !== undefined) {
-    // through the pin, chown follows the fd to the directory itself
-    await (pin ? chown : lchown)(dir, owner.uid, owner.gid);
-    await chmod(dir, mode ?? 0o755);
+    await chown(fdPath(fd), owner.uid, owner.gid);
+    await chmod(fdPath(fd), mode ?? 0o755);
   }
-  return dir;
+  if (pin) return fdPath(fd);
+  pins.release(fd);
+  return hostPath;
 }
 
 /** How many entries copyInto copies between two turns of the event loop. */

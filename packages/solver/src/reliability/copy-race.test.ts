@@ -2,9 +2,9 @@
  * COPY destinations against a concurrently swapped rootfs path component (catalog T14,
  * the race variant; CVE-2018-15664 shape). No step process can survive into a COPY
  * (each RUN's pid namespace dies with it), so the racer here is the test itself: a
- * second process swaps the destination directory and an intermediate component for
- * symlinks to the sentinel and back, while COPY writes files, a tree and single-file
- * targets through them, again and again. Whether each copy succeeds or fails, nothing
+ * second process swaps the destination directory, an intermediate component and
+ * directories a tree copy makes below them for symlinks to the sentinel and back, while
+ * COPY writes files, a tree and single-file targets through them, again and again. Whether each copy succeeds or fails, nothing
  * is ever written outside the rootfs (H-SENTINEL). Root only (COPY chowns); bounded.
  */
 import assert from 'node:assert/strict';
@@ -36,7 +36,8 @@ test('T14 race: COPY never writes outside the rootfs while a destination compone
   for (let i = 0; i < 16; i++) files[`tree/d${i % 4}/file${i}`] = `tree ${i}\n`;
   const dir = await makeContext(files);
   const db = CacheDb.open(join(base, 'cache.db'));
-  const swapper = startSwapper(rootfs, ['swap', 'deep/mid', 'deep'].map((n) => [n, join(sentinel.dir, 'dir')] as const), MAX_MS);
+  // the destination and its parents, and directories the tree copies make below them
+  const swapper = startSwapper(rootfs, ['swap', 'deep/mid', 'deep', 'swap/t/d0', 'swap/t', 'deep/mid/d1'].map((n) => [n, join(sentinel.dir, 'dir')] as const), MAX_MS);
   let swaps = 0;
   let copies = 0;
   let failed = 0;
