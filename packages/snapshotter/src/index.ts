@@ -10,6 +10,7 @@ export { openSnapshotter, type OpenSnapshotterOptions } from './snapshots/snapsh
 export { mountAll, unmountAll, withMount } from './snapshots/mount.js';
 /** Differ: snapshot → deterministic tar → layer blob. */
 export { exportLayer, diffTarStream, type ExportOptions } from './diff/export.js';
+export type { LayerReuse } from './diff/reuse.js';
 export { DEFAULT_MOUNT_STUBS } from './diff/diff-entries.js';
 /** Deterministic tar of a whole directory tree, and a binary-safe tar reader. */
 export { treeTarStream } from './tar/tree.js';

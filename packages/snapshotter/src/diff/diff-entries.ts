@@ -21,6 +21,8 @@ export const DEFAULT_MOUNT_STUBS: readonly string[] = ['/proc', '/sys', '/dev', 
 export interface DiffOptions extends EntryOptions {
   mountStubs?: readonly string[];
   signal?: AbortSignal;
+  /** When given, filled with the inode number of every regular-file entry (by tar path). */
+  inodes?: Map<string, bigint>;
 }
 
 interface Pending {
@@ -28,10 +30,15 @@ interface Pending {
   stat?: NodeStat;
 }
 
-function finish(list: Pending[]): TarEntry[] {
+function finish(list: Pending[], inodes: Map<string, bigint> | undefined): TarEntry[] {
   sortByPath(list, (p) => p.entry.path);
   const links = new HardlinkTracker();
-  return list.map((p) => (p.stat ? links.resolve(p.entry, p.stat) : p.entry));
+  return list.map((p) => {
+    if (!p.stat) return p.entry;
+    const e = links.resolve(p.entry, p.stat);
+    if (inodes !== undefined && e.type === 'file') inodes.set(e.path, p.stat.ino);
+    return e;
+  });
 }
 
 function pending(entry: TarEntry, stat?: NodeStat): Pending {
@@ -172,7 +179,7 @@ export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptio
     out.push(pending(e, st));
     if (st.isDirectory() && isOpaque(x)) out.push(pending(markerEntry(`${rel}/.wh..wh..opq`)));
   }
-  return finish(await dropStubParents(out, dropped, (rel) => lowerLookup(layout.parentDirs, rel)));
+  return finish(await dropStubParents(out, dropped, (rel) => lowerLookup(layout.parentDirs, rel)), opts.inodes);
 }
 
 function xattrsEqual(a: Xattrs | undefined, b: Xattrs | undefined): boolean {
@@ -227,7 +234,7 @@ export async function copyDiffEntries(layout: SnapshotLayout, opts: DiffOptions)
     void o;
     out.push(pending(markerEntry(join2(parent, `.wh.${baseName(rel)}`))));
   }
-  return finish(await dropStubParents(out, dropped, lowerOf));
+  return finish(await dropStubParents(out, dropped, lowerOf), opts.inodes);
 }
 
 /** Diff entries of a snapshot, whichever backend made it. */

@@ -61,12 +61,14 @@ class ByteSource {
   }
 }
 
-function cstr(b: Buffer): string {
+/** A NUL-terminated header field as UTF-8. */
+export function cstr(b: Buffer): string {
   const z = b.indexOf(0);
   return (z < 0 ? b : b.subarray(0, z)).toString('utf8');
 }
 
-function num(b: Buffer, off: number): number {
+/** A numeric header field (octal, or GNU base-256); `off` is for the error message. */
+export function num(b: Buffer, off: number): number {
   if (b[0]! & 0x80) {
     // base-256 (GNU); positive values only
     let v = 0;

@@ -48,20 +48,33 @@ const TYPEFLAG: Record<TarEntry['type'] | 'pax', string> = {
   pax: 'x',
 };
 
+/** A NUL-terminated octal field, or base-256 when the value needs more digits (digits written directly: this runs per entry). */
 function octal(buf: Buffer, off: number, len: number, value: number): void {
-  const s = Math.max(0, Math.floor(value)).toString(8);
-  if (s.length > len - 1) {
+  let v = Math.max(0, Math.floor(value));
+  if (v >= 8 ** (len - 1)) {
     // base-256 (GNU/POSIX-2008 extension) for sizes beyond the octal field
     buf[off] = 0x80;
-    let v = value;
+    let w = value;
     for (let i = len - 1; i > 0; i--) {
-      buf[off + i] = v % 256;
-      v = Math.floor(v / 256);
+      buf[off + i] = w % 256;
+      w = Math.floor(w / 256);
     }
     return;
   }
-  buf.write(s.padStart(len - 1, '0') + '\0', off, len, 'ascii');
+  buf[off + len - 1] = 0;
+  for (let i = off + len - 2; i >= off; i--) {
+    buf[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
 }
+
+/** What every ustar header starts from: zeros, the checksum field as spaces, the magic and version. */
+const HEADER_TEMPLATE = ((): Buffer => {
+  const b = Buffer.alloc(512);
+  b.fill(0x20, 148, 156);
+  b.write('ustar\x0000', 257, 8, 'latin1');
+  return b;
+})();
 
 interface RawHeader {
   name: string;
@@ -78,7 +91,8 @@ interface RawHeader {
 
 /** One 512-byte ustar header; name/linkname must already fit (ASCII, split rules). */
 function ustarHeader(h: RawHeader): Buffer {
-  const b = Buffer.alloc(512);
+  const b = Buffer.allocUnsafe(512);
+  HEADER_TEMPLATE.copy(b);
   let name = h.name;
   let prefix = '';
   while (name.length > 100) {
@@ -86,22 +100,26 @@ function ustarHeader(h: RawHeader): Buffer {
     prefix += prefix ? '/' + name.slice(0, i) : name.slice(0, i);
     name = name.slice(i + 1);
   }
-  b.write(name, 0, 100, 'ascii');
+  b.write(name, 0, 100, 'latin1');
   octal(b, 100, 8, h.mode & 0o7777);
   octal(b, 108, 8, h.uid);
   octal(b, 116, 8, h.gid);
   octal(b, 124, 12, h.size);
   octal(b, 136, 12, h.mtime);
-  b.fill(0x20, 148, 156);
-  b.write(TYPEFLAG[h.type], 156, 1, 'ascii');
-  b.write(h.linkname, 157, 100, 'ascii');
-  b.write('ustar\x0000', 257, 8, 'latin1');
+  b[156] = TYPEFLAG[h.type].charCodeAt(0);
+  if (h.linkname !== '') b.write(h.linkname, 157, 100, 'latin1');
   octal(b, 329, 8, h.devmajor);
   octal(b, 337, 8, h.devminor);
-  b.write(prefix, 345, 155, 'ascii');
+  if (prefix !== '') b.write(prefix, 345, 155, 'latin1');
   let sum = 0;
-  for (const x of b) sum += x;
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+  for (let i = 0; i < 512; i++) sum += b[i]!;
+  // six octal digits, NUL, space
+  for (let i = 153; i >= 148; i--) {
+    b[i] = 0x30 + (sum % 8);
+    sum = Math.floor(sum / 8);
+  }
+  b[154] = 0;
+  b[155] = 0x20;
   return b;
 }
 
@@ -162,64 +180,100 @@ class ChunkFiller {
 const PROBE = Buffer.alloc(1);
 
 /**
+ * Ready-made entry bytes a writer may use instead of generating an entry (see
+ * `diff/reuse.ts`). `take` is offered each regular-file entry in output order with the
+ * header bytes (PAX + ustar) the writer would write; it returns the pieces of the whole
+ * entry (header, body, padding) when it holds an identical one, else undefined (the
+ * writer then generates the entry). The pieces are consumed before the next call.
+ * `finish` runs after the last entry and throws when the reused bytes cannot be trusted,
+ * which fails the stream before the end-of-archive blocks.
+ */
+export interface EntryReuse {
+  take(e: TarEntry, header: Buffer): Iterable<Uint8Array> | undefined;
+  finish(): void;
+}
+
+/** Options of {@link packEntries}. */
+export interface PackOptions {
+  signal?: AbortSignal;
+  reuse?: EntryReuse;
+}
+
+/** The header blocks (PAX extended header if needed, then ustar) of one entry. */
+export function entryHeader(e: TarEntry): Buffer {
+  const name = e.type === 'directory' ? `${e.path}/` : e.path;
+  const records: Array<[string, string | Buffer]> = [];
+  let ustarName = name;
+  let ustarLink = e.type === 'link' || e.type === 'symlink' ? (e.linkname ?? '') : '';
+  if (!fitsUstarName(name)) {
+    records.push(['path', name]);
+    ustarName = placeholder(name) + (e.type === 'directory' ? '/' : '');
+  }
+  if (ustarLink !== '' && (!isAscii(ustarLink) || Buffer.byteLength(ustarLink) > 100)) {
+    records.push(['linkpath', ustarLink]);
+    ustarLink = placeholder(ustarLink);
+  }
+  if (e.uid > MAX_OCTAL_ID) records.push(['uid', String(e.uid)]);
+  if (e.gid > MAX_OCTAL_ID) records.push(['gid', String(e.gid)]);
+  if (e.xattrs && e.xattrs.size > 0) {
+    const names = [...e.xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const n of names) records.push([`SCHILY.xattr.${n}`, e.xattrs.get(n)!]);
+  }
+  const mtime = Math.max(0, Math.floor(e.mtime));
+  const size = e.type === 'file' ? e.size : 0;
+  const header = ustarHeader({
+    name: ustarName,
+    type: e.type,
+    mode: e.mode,
+    uid: Math.min(e.uid, MAX_OCTAL_ID),
+    gid: Math.min(e.gid, MAX_OCTAL_ID),
+    size,
+    mtime,
+    linkname: ustarLink,
+    devmajor: e.devmajor ?? 0,
+    devminor: e.devminor ?? 0,
+  });
+  if (records.length === 0) return header;
+  const body = encodePaxRecords(records);
+  const pax = ustarHeader({ name: 'PaxHeader', type: 'pax', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, linkname: '', devmajor: 0, devminor: 0 });
+  return Buffer.concat([pax, body, Buffer.alloc((512 - (body.length % 512)) % 512), header]);
+}
+
+/**
  * Writes `entries` (already sorted and normalised by the caller) as an uncompressed tar
  * stream. File contents are read from `entry.source` with synchronous reads straight
  * into 1 MiB output chunks (measured: per-file buffers and promise round trips cost more
  * than the reads, see README); memory stays flat, and the walk is pulled by the consumer
  * (backpressure: at most one chunk is produced ahead). Each read blocks the event loop
- * for at most one chunk's worth of bytes.
+ * for at most one chunk's worth of bytes. With `opts.reuse`, regular files it holds an
+ * identical entry for are copied from there instead (never opened).
  */
-export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, opts: { signal?: AbortSignal } = {}): Readable {
+export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, opts: PackOptions = {}): Readable {
   async function* gen(): AsyncGenerator<Buffer> {
     const out = new ChunkFiller();
     let sinceYield = 0;
     for await (const e of entries) {
       opts.signal?.throwIfAborted();
-      const name = e.type === 'directory' ? `${e.path}/` : e.path;
-      const records: Array<[string, string | Buffer]> = [];
-      let ustarName = name;
-      let ustarLink = e.type === 'link' || e.type === 'symlink' ? (e.linkname ?? '') : '';
-      if (!fitsUstarName(name)) {
-        records.push(['path', name]);
-        ustarName = placeholder(name) + (e.type === 'directory' ? '/' : '');
-      }
-      if (ustarLink !== '' && (!isAscii(ustarLink) || Buffer.byteLength(ustarLink) > 100)) {
-        records.push(['linkpath', ustarLink]);
-        ustarLink = placeholder(ustarLink);
-      }
-      if (e.uid > MAX_OCTAL_ID) records.push(['uid', String(e.uid)]);
-      if (e.gid > MAX_OCTAL_ID) records.push(['gid', String(e.gid)]);
-      if (e.xattrs && e.xattrs.size > 0) {
-        const names = [...e.xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-        for (const n of names) records.push([`SCHILY.xattr.${n}`, e.xattrs.get(n)!]);
-      }
-      const mtime = Math.max(0, Math.floor(e.mtime));
       const size = e.type === 'file' ? e.size : 0;
       if (size > 0 && e.source === undefined) throw new Error(`tar entry ${e.path}: a non-empty file needs a source`);
+      const header = entryHeader(e);
+      let yielded = false;
+      const reused = opts.reuse !== undefined && e.type === 'file' ? opts.reuse.take(e, header) : undefined;
+      if (reused !== undefined) {
+        for (const piece of reused) {
+          out.put(piece);
+          for (const c of out.take(false)) {
+            yielded = true;
+            yield c;
+          }
+        }
+        if (!yielded && ++sinceYield % SLICE === 0) await new Promise<void>((r) => setImmediate(r));
+        continue;
+      }
       // Opened before anything of the entry is written, so a vanished file fails cleanly.
       const fd = size > 0 ? openSync(e.source!, constants.O_RDONLY | constants.O_NOFOLLOW) : -1;
       try {
-        if (records.length > 0) {
-          const body = encodePaxRecords(records);
-          out.put(ustarHeader({ name: 'PaxHeader', type: 'pax', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, linkname: '', devmajor: 0, devminor: 0 }));
-          out.put(body);
-          out.zeros((512 - (body.length % 512)) % 512);
-        }
-        out.put(
-          ustarHeader({
-            name: ustarName,
-            type: e.type,
-            mode: e.mode,
-            uid: Math.min(e.uid, MAX_OCTAL_ID),
-            gid: Math.min(e.gid, MAX_OCTAL_ID),
-            size,
-            mtime,
-            linkname: ustarLink,
-            devmajor: e.devmajor ?? 0,
-            devminor: e.devminor ?? 0,
-          }),
-        );
-        let yielded = false;
+        out.put(header);
         if (fd >= 0) {
           let left = size;
           while (left > 0) {
@@ -245,6 +299,7 @@ export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry
         if (fd >= 0) closeSync(fd);
       }
     }
+    opts.reuse?.finish();
     out.put(ZERO_BLOCK);
     for (const c of out.take(true)) yield c;
   }

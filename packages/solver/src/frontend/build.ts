@@ -24,6 +24,7 @@ import {
   type Compression,
   type Digest,
   type ImageConfigFile,
+  type LayerReuse,
   type LayerRef,
   type StoredImage,
 } from '@tsbuild/snapshotter';
@@ -705,7 +706,7 @@ class Builder {
     layers: readonly LayerRef[],
     fn: (rootfs: string) => Promise<string[]>,
     vertex?: string,
-    stubOpts: { keep?: readonly string[]; beforeMount?: (upper: string) => Promise<void> } = {},
+    stubOpts: { keep?: readonly string[]; beforeMount?: (upper: string) => Promise<void>; reuse?: () => LayerReuse | undefined } = {},
   ): Promise<LayerRef | null> {
     const parent = await this.parentSnapshot(layers);
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -740,12 +741,14 @@ class Builder {
       }
       this.checkAbort();
       const exportStarted = Date.now();
+      const reuse = upper !== undefined ? stubOpts.reuse?.() : undefined;
       const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
         compression: this.opts.compression ?? 'uncompressed',
         ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
         ...(this.opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: this.opts.sourceDateEpoch } : {}),
         mountStubs: [...DEFAULT_MOUNT_STUBS.filter((s) => !(stubOpts.keep ?? []).includes(s)), ...stubs.map((s) => posix.join('/', s))],
         signal: this.abort.signal,
+        ...(reuse !== undefined ? { reuse } : {}),
       });
       if (desc.empty) return null;
       if (vertex !== undefined) {
@@ -1305,7 +1308,8 @@ class Builder {
       };
       // Files this COPY wrote last time (same parent layers and instruction) with the same
       // content are hardlinked from that run's snapshot instead of copied again.
-      let skip: Set<string> | undefined;
+      let skip: Map<string, bigint> | undefined;
+      let reuseBlob: Digest | undefined;
       const relink = async (upper: string): Promise<void> => {
         if (step.noCache || instr.kind !== 'COPY' || local !== this.context || groups.length !== 1 || instr.parents || instr.heredocs.length > 0 || instr.chown !== undefined) return;
         const prev = this.store.db.latestForStep(step.stepRef, keyOf(components));
@@ -1331,6 +1335,7 @@ class Builder {
             }
           }
           skip = relinkUnchanged(prevUpper, upper, { uid: 0, gid: 0 }, candidates);
+          reuseBlob = prev.layer.diffId;
         } finally {
           await this.store.snapshots.remove(viewKey).catch(() => {});
         }
@@ -1357,7 +1362,11 @@ class Builder {
             await rm(unpackDir, { recursive: true, force: true });
           }
           return [];
-        }, vertex, { beforeMount: relink }),
+        }, vertex, {
+          beforeMount: relink,
+          // the linked files' tar entries are the previous layer's (uncompressed blob = its diffID)
+          reuse: () => (skip !== undefined && skip.size > 0 && reuseBlob !== undefined ? { blob: reuseBlob, inodes: new Map([...skip].map(([p, ino]) => [p.slice(1), ino])) } : undefined),
+        }),
       );
     } finally {
       for (const c of cleanups.reverse()) await c();

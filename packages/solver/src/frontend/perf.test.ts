@@ -1,6 +1,7 @@
 /**
  * Performance shortcuts must never change results: the `COPY --from` source digest memo
- * (a no-op rebuild mounts nothing) and its invalidation when the source stage's files change.
+ * (a no-op rebuild mounts nothing) and its invalidation when the source stage's files change;
+ * the relinked COPY rerun and its layer export from the previous layer's entries.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -16,6 +17,7 @@ describe('performance shortcuts keep results exact', { concurrency: false }, () 
   let ctx: string;
   let ok = true;
   let views = 0;
+  const blobsAsked: string[] = [];
 
   before(async (c) => {
     ok = requireBuildPrereqs(c as unknown as { skip(m: string): void });
@@ -28,6 +30,13 @@ describe('performance shortcuts keep results exact', { concurrency: false }, () 
     snapshots.view = (...args: Parameters<typeof view>) => {
       views++;
       return view(...args);
+    };
+    // which blob files are opened by path (the layer export's reuse of the previous layer)
+    const content = ts.store.content;
+    const blobPath = content.blobPath.bind(content);
+    content.blobPath = (d) => {
+      blobsAsked.push(d);
+      return blobPath(d);
     };
   });
   after(async () => {
@@ -61,7 +70,8 @@ describe('performance shortcuts keep results exact', { concurrency: false }, () 
     }
     await writeFile(join(ctx, 'tree', 'changing.txt'), 'one\n');
     const df = 'FROM busybox:local\nCOPY tree /app/\nRUN cat /app/changing.txt /app/d1/f3.txt\n';
-    await run(df);
+    const first = await run(df);
+    blobsAsked.length = 0;
     await writeFile(join(ctx, 'tree', 'changing.txt'), 'two, longer\n');
     await writeFile(join(ctx, 'tree', 'd2', 'f5.txt'), 'changed\n');
     const relinked = await run(df);
@@ -69,6 +79,10 @@ describe('performance shortcuts keep results exact', { concurrency: false }, () 
     // the 59 unchanged f*.txt files are shared with the first run's snapshot (d2/f5.txt changed)
     const shared = execFileSync('find', [join(ts.root, 'snapshots'), '-type', 'f', '-name', 'f*.txt', '-links', '+1'], { encoding: 'utf8' }).split('\n').filter(Boolean);
     assert.equal(shared.length, 2 * 59, `hardlinked files: ${shared.length}`);
+    // the export took their entries from the first run's COPY layer blob
+    const layered = (first.image.config.history ?? []).filter((h) => !h.empty_layer);
+    const firstCopyLayer = first.image.config.rootfs.diff_ids[layered.findIndex((h) => h.created_by?.startsWith('COPY'))];
+    assert.ok(firstCopyLayer !== undefined && blobsAsked.includes(firstCopyLayer), `blobs opened by path: ${JSON.stringify(blobsAsked)}`);
     const full = await run(df, { noCache: true });
     assert.deepEqual(relinked.image.config.rootfs.diff_ids, full.image.config.rootfs.diff_ids, 'a relinked COPY made another layer than a full copy');
     assert.equal(relinked.image.manifestDigest, full.image.manifestDigest);

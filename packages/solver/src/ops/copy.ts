@@ -28,7 +28,7 @@ export interface CopyRequest {
   /** ADD: extract local tar archives (plain or compressed) into the destination; staging dir for decompression */
   unpackTmp?: string;
   /** container paths of regular files already in place with the right content and metadata (see relinkUnchanged) */
-  skip?: ReadonlySet<string>;
+  skip?: ReadonlySet<string> | ReadonlyMap<string, unknown>;
 }
 
 const DEFAULT_OWNER: Owner = { uid: 0, gid: 0 };

@@ -20,10 +20,11 @@ export interface RelinkCandidate {
  * place, so sharing inodes between them is safe. Only directories that are real
  * directories in the previous upper directory are created (the copy then sets their
  * metadata as usual). The caller must already have checked that each candidate's content
- * digest is the one the previous run recorded. Returns the container paths linked.
+ * digest is the one the previous run recorded. Returns the container paths linked, each
+ * with its inode number (the layer export reuses the previous layer's entries for them).
  */
-export function relinkUnchanged(prevUpper: string, upper: string, owner: Owner, candidates: readonly RelinkCandidate[]): Set<string> {
-  const linked = new Set<string>();
+export function relinkUnchanged(prevUpper: string, upper: string, owner: Owner, candidates: readonly RelinkCandidate[]): Map<string, bigint> {
+  const linked = new Map<string, bigint>();
   const dirs = new Map<string, boolean>([['/', true]]);
   const ensureDir = (dir: string): boolean => {
     const known = dirs.get(dir);
@@ -49,7 +50,7 @@ export function relinkUnchanged(prevUpper: string, upper: string, owner: Owner, 
     if (!ensureDir(posix.dirname(c.containerPath))) continue;
     try {
       linkSync(from, join(upper, c.containerPath));
-      linked.add(c.containerPath);
+      linked.set(c.containerPath, BigInt(st.ino));
     } catch {
       // gone meanwhile (pruned) or already there: the copy writes it
     }
