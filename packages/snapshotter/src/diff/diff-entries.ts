@@ -155,6 +155,7 @@ async function dropStubParents(
 /** Entries of an overlay snapshot's diff: the upperdir only. */
 export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptions): Promise<TarEntry[]> {
   const upper = layout.dir;
+  const upperSlash = upper.endsWith('/') ? upper : `${upper}/`; // scanned paths are clean: no path.join per entry
   const [nodes, xattrs] = await Promise.all([scanTree(upper, { signal: opts.signal }), readTreeXattrs(upper)]);
   const children = new Map<string, string[]>();
   for (const p of nodes.keys()) {
@@ -174,7 +175,7 @@ export async function overlayDiffEntries(layout: SnapshotLayout, opts: DiffOptio
       continue;
     }
     const x = xattrs.get(rel);
-    const e = fsEntry(rel, join(upper, rel), st, x, opts);
+    const e = fsEntry(rel, `${upperSlash}${rel}`, st, x, opts);
     if (!e) continue;
     out.push(pending(e, st));
     if (st.isDirectory() && isOpaque(x)) out.push(pending(markerEntry(`${rel}/.wh..wh..opq`)));

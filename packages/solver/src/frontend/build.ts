@@ -36,7 +36,7 @@ import { BuildContext, cleanRel, type SourceMatch } from '../context/build-conte
 import { IgnoreMatcher, parseDockerignore } from '../context/dockerignore.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
 import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
-import { copyInto, modeOf, parseChmod } from '../ops/copy.js';
+import { containerPathOf, copyInto, modeOf, parseChmod } from '../ops/copy.js';
 import { relinkUnchanged, type RelinkCandidate } from '../ops/relink.js';
 import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '../ops/sources.js';
 import type { ProgressEvent, ProgressHandler } from '../progress.js';
@@ -178,6 +178,8 @@ class Builder {
   private readonly abort = new AbortController();
   private readonly steps: BuildStepSummary[] = [];
   private readonly missed = new Set<string>();
+  /** the last record whose per-file digests were read (a miss explains itself, then a COPY relinks from them) */
+  private lastFiles: { key: string; files: readonly FileDigest[] } | undefined;
   private readonly usedArgs = new Set<string>();
   private readonly stageResults = new Map<number, Promise<StageState>>();
   private readonly limit: ReturnType<typeof pLimit>;
@@ -621,7 +623,13 @@ class Builder {
     const imported = this.remote?.lookup(key, stepRef, components, files());
     if (imported) return { hit: true, ...imported };
     const prev = this.store.db.latestForStep(stepRef, key);
-    return { hit: false, reason: explainMiss(components, files(), prev, prev ? this.store.db.files(prev.key) : [], this.missed) };
+    return { hit: false, reason: explainMiss(components, files(), prev, prev ? this.recordFiles(prev.key) : [], this.missed) };
+  }
+
+  /** The per-file digests recorded with a cache record (read once for a miss and its relink). */
+  private recordFiles(key: string): readonly FileDigest[] {
+    if (this.lastFiles?.key !== key) this.lastFiles = { key, files: this.store.db.files(key) };
+    return this.lastFiles.files;
   }
 
   /**
@@ -1322,7 +1330,7 @@ class Builder {
           const m0 = viewMounts[0];
           const prevUpper = viewMounts.length !== 1 || !m0 ? undefined : m0.type === 'bind' ? m0.source : optionValue(m0.options, 'lowerdir')?.split(':')[0];
           if (prevUpper === undefined) return;
-          const before = new Map(this.store.db.files(prev.key).map((f) => [f.path, f.digest]));
+          const before = new Map(this.recordFiles(prev.key).map((f) => [f.path, f.digest]));
           const destRoot = posix.resolve('/', dest);
           const chmodFn = instr.chmod !== undefined ? parseChmod(instr.chmod) : undefined;
           const candidates: RelinkCandidate[] = [];
@@ -1331,7 +1339,7 @@ class Builder {
             if (m.root.type !== 'dir') continue;
             for (const e of m.entries) {
               if (e.type !== 'file' || now.get(e.rel) === undefined || now.get(e.rel) !== before.get(e.rel)) continue;
-              candidates.push({ containerPath: posix.join(destRoot, posix.relative(m.root.rel, e.rel)), size: e.size, mode: modeOf(e, false, chmodFn), mtimeMs: e.mtimeMs });
+              candidates.push({ containerPath: containerPathOf(destRoot, m.root.rel, e.rel), size: e.size, mode: modeOf(e, false, chmodFn), mtimeMs: e.mtimeMs });
             }
           }
           skip = relinkUnchanged(prevUpper, upper, { uid: 0, gid: 0 }, candidates);

@@ -69,18 +69,20 @@ export async function copyInto(req: CopyRequest): Promise<void> {
           // regular files are copied with synchronous calls (see copyFileSlice); let the
           // event loop breathe between slices
           if (++n % FILES_PER_SLICE === 0) await new Promise<void>((r) => setImmediate(r));
-          const parentRel = posix.dirname(e.rel) === '.' ? '' : posix.dirname(e.rel);
+          const slash = e.rel.lastIndexOf('/');
+          const parentRel = slash < 0 ? '' : e.rel.slice(0, slash);
+          const name = e.rel.slice(slash + 1);
           const parentHost = hostDirs.get(parentRel);
           if (parentHost === undefined) throw new BuildError(`copy: parent of ${e.rel} was not copied`, 'INTERNAL');
-          const containerPath = posix.join(destPath, posix.relative(m.root.rel, e.rel));
+          const containerPath = containerPathOf(destPath, m.root.rel, e.rel);
           if (held?.rel !== parentRel) {
             if (held !== undefined) pins.release(held.fd);
             held = { rel: parentRel, fd: pins.hold(parentHost, posix.dirname(containerPath)) };
           }
-          const target = join(fdPath(held.fd), posix.basename(e.rel));
+          const target = `${fdPath(held.fd)}/${name}`;
           if (e.type === 'dir') {
             const d = await ensureDirAt(pins, target, containerPath, owner, modeOf(e, true, req.chmod), false);
-            const stable = d === target ? join(parentHost, posix.basename(e.rel)) : d;
+            const stable = d === target ? `${parentHost}/${name}` : d;
             hostDirs.set(e.rel, stable);
             dirTimes.push({ path: stable, containerPath, e });
           } else if (req.skip === undefined || !req.skip.has(containerPath)) {
@@ -160,6 +162,16 @@ class Pins {
   close(): void {
     for (const fd of [...this.#real.keys()]) this.release(fd);
   }
+}
+
+/**
+ * Where a directory source's entry lands: `dest` (absolute, normalised) plus the entry's
+ * path below the source root `rootRel` (context paths are clean: no `.`, `..` or `//`).
+ * String operations only: this runs once per copied file.
+ */
+export function containerPathOf(dest: string, rootRel: string, rel: string): string {
+  const below = rootRel === '' ? rel : rel.slice(rootRel.length + 1);
+  return dest === '/' ? `/${below}` : `${dest}/${below}`;
 }
 
 /** The permission bits a copy gives an entry (its own, or after --chmod). */
