@@ -35,27 +35,21 @@ export function entryMtime(st: NodeStat, opts: EntryOptions): number {
  * undefined for sockets, which tar cannot represent.
  */
 export function fsEntry(rel: string, abs: string, st: NodeStat, xattrs: Xattrs | undefined, opts: EntryOptions): TarEntry | undefined {
-  const base = {
-    path: rel,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: 0,
-    mtime: entryMtime(st, opts),
-  };
+  // object literals of one shape per type, no spread: this runs once per file of a layer
+  const mode = Number(st.mode & 0o7777n);
+  const uid = Number(st.uid);
+  const gid = Number(st.gid);
+  const mtime = entryMtime(st, opts);
+  let e: TarEntry;
+  if (st.isFile()) e = { path: rel, type: 'file', mode, uid, gid, size: Number(st.size), mtime, source: abs };
+  else if (st.isDirectory()) e = { path: rel, type: 'directory', mode, uid, gid, size: 0, mtime };
+  else if (st.isSymbolicLink()) e = { path: rel, type: 'symlink', mode, uid, gid, size: 0, mtime, linkname: readlinkSync(abs, 'utf8') };
+  else if (st.isFIFO()) e = { path: rel, type: 'fifo', mode, uid, gid, size: 0, mtime };
+  else if (st.isCharacterDevice() || st.isBlockDevice()) {
+    const { major, minor } = splitDev(st.rdev);
+    e = { path: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', mode, uid, gid, size: 0, mtime, devmajor: major, devminor: minor };
+  } else return undefined;
   const xa = publicXattrs(xattrs);
-  const e: TarEntry = ((): TarEntry | undefined => {
-    if (st.isFile()) return { ...base, type: 'file', size: Number(st.size), source: abs };
-    if (st.isDirectory()) return { ...base, type: 'directory' };
-    if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: readlinkSync(abs, 'utf8') };
-    if (st.isFIFO()) return { ...base, type: 'fifo' };
-    if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const { major, minor } = splitDev(st.rdev);
-      return { ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor };
-    }
-    return undefined;
-  })() as TarEntry;
-  if (!e) return undefined;
   if (xa) e.xattrs = xa;
   return e;
 }
@@ -70,13 +64,15 @@ export function markerEntry(path: string): TarEntry {
  * entries in output order, so the result is deterministic).
  */
 export class HardlinkTracker {
-  private readonly seen = new Map<string, string>();
+  /** first path per inode, by device then inode number (bigint keys: no string per file) */
+  private readonly seen = new Map<bigint, Map<bigint, string>>();
   resolve(e: TarEntry, st: NodeStat): TarEntry {
     if (e.type === 'directory' || st.nlink < 2n) return e;
-    const id = `${st.dev}:${st.ino}`;
-    const first = this.seen.get(id);
+    let byIno = this.seen.get(st.dev);
+    if (byIno === undefined) this.seen.set(st.dev, (byIno = new Map()));
+    const first = byIno.get(st.ino);
     if (first === undefined) {
-      this.seen.set(id, e.path);
+      byIno.set(st.ino, e.path);
       return e;
     }
     const { source: _source, ...rest } = e;

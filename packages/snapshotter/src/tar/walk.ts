@@ -48,6 +48,8 @@ class LiteStat implements NodeStat {
   readonly dev: bigint;
   readonly ino: bigint;
   readonly rdev: bigint;
+  /** the file type bits as a number (type tests without BigInt arithmetic) */
+  private readonly fmt: number;
   constructor(st: BigIntStats) {
     this.mode = st.mode;
     this.uid = st.uid;
@@ -58,30 +60,31 @@ class LiteStat implements NodeStat {
     this.dev = st.dev;
     this.ino = st.ino;
     this.rdev = st.rdev;
+    this.fmt = Number(st.mode & S_IFMT);
   }
-  private is(kind: bigint): boolean {
-    return (this.mode & S_IFMT) === kind;
+  private is(kind: number): boolean {
+    return this.fmt === kind;
   }
   isFile(): boolean {
-    return this.is(0o100000n);
+    return this.is(0o100000);
   }
   isDirectory(): boolean {
-    return this.is(0o040000n);
+    return this.is(0o040000);
   }
   isSymbolicLink(): boolean {
-    return this.is(0o120000n);
+    return this.is(0o120000);
   }
   isFIFO(): boolean {
-    return this.is(0o010000n);
+    return this.is(0o010000);
   }
   isCharacterDevice(): boolean {
-    return this.is(0o020000n);
+    return this.is(0o020000);
   }
   isBlockDevice(): boolean {
-    return this.is(0o060000n);
+    return this.is(0o060000);
   }
   isSocket(): boolean {
-    return this.is(0o140000n);
+    return this.is(0o140000);
   }
 }
 

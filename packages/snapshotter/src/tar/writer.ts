@@ -193,6 +193,11 @@ export interface EntryReuse {
   finish(): void;
 }
 
+/** An async iterable's values one at a time, as one-element batches. */
+async function* batchesOf<T>(src: AsyncIterable<T>): AsyncGenerator<T[]> {
+  for await (const x of src) yield [x];
+}
+
 /** Options of {@link packEntries}. */
 export interface PackOptions {
   signal?: AbortSignal;
@@ -249,54 +254,71 @@ export function entryHeader(e: TarEntry): Buffer {
  * identical entry for are copied from there instead (never opened).
  */
 export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, opts: PackOptions = {}): Readable {
-  async function* gen(): AsyncGenerator<Buffer> {
-    const out = new ChunkFiller();
-    let sinceYield = 0;
-    for await (const e of entries) {
-      opts.signal?.throwIfAborted();
-      const size = e.type === 'file' ? e.size : 0;
-      if (size > 0 && e.source === undefined) throw new Error(`tar entry ${e.path}: a non-empty file needs a source`);
-      const header = entryHeader(e);
-      let yielded = false;
-      const reused = opts.reuse !== undefined && e.type === 'file' ? opts.reuse.take(e, header) : undefined;
-      if (reused !== undefined) {
-        for (const piece of reused) {
-          out.put(piece);
+  const out = new ChunkFiller();
+  /** One entry's bytes: yields the chunks it fills; returns whether it yielded any. */
+  function* entry(e: TarEntry): Generator<Buffer, boolean> {
+    opts.signal?.throwIfAborted();
+    const size = e.type === 'file' ? e.size : 0;
+    if (size > 0 && e.source === undefined) throw new Error(`tar entry ${e.path}: a non-empty file needs a source`);
+    const header = entryHeader(e);
+    let yielded = false;
+    const reused = opts.reuse !== undefined && e.type === 'file' ? opts.reuse.take(e, header) : undefined;
+    if (reused !== undefined) {
+      for (const piece of reused) {
+        out.put(piece);
+        for (const c of out.take(false)) {
+          yielded = true;
+          yield c;
+        }
+      }
+      return yielded;
+    }
+    // Opened before anything of the entry is written, so a vanished file fails cleanly.
+    const fd = size > 0 ? openSync(e.source!, constants.O_RDONLY | constants.O_NOFOLLOW) : -1;
+    try {
+      out.put(header);
+      if (fd >= 0) {
+        let left = size;
+        while (left > 0) {
+          const n = out.read(fd, left);
+          if (n === 0) throw new Error(`file ${e.source!} changed while archiving: expected ${size} bytes, found ${size - left}`);
+          left -= n;
+          // a big file goes out chunk by chunk: memory stays at one chunk ahead
           for (const c of out.take(false)) {
             yielded = true;
             yield c;
           }
         }
-        if (!yielded && ++sinceYield % SLICE === 0) await new Promise<void>((r) => setImmediate(r));
-        continue;
+        if (readSync(fd, PROBE, 0, 1, null) !== 0) throw new Error(`file ${e.source!} changed while archiving: expected ${size} bytes, found more`);
+        out.zeros((512 - (size % 512)) % 512);
       }
-      // Opened before anything of the entry is written, so a vanished file fails cleanly.
-      const fd = size > 0 ? openSync(e.source!, constants.O_RDONLY | constants.O_NOFOLLOW) : -1;
-      try {
-        out.put(header);
-        if (fd >= 0) {
-          let left = size;
-          while (left > 0) {
-            const n = out.read(fd, left);
-            if (n === 0) throw new Error(`file ${e.source!} changed while archiving: expected ${size} bytes, found ${size - left}`);
-            left -= n;
-            // a big file goes out chunk by chunk: memory stays at one chunk ahead
-            for (const c of out.take(false)) {
-              yielded = true;
-              yield c;
-            }
-          }
-          if (readSync(fd, PROBE, 0, 1, null) !== 0) throw new Error(`file ${e.source!} changed while archiving: expected ${size} bytes, found more`);
-          out.zeros((512 - (size % 512)) % 512);
+      for (const c of out.take(false)) {
+        yielded = true;
+        yield c;
+      }
+      return yielded;
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  }
+  async function* gen(): AsyncGenerator<Buffer> {
+    let sinceYield = 0;
+    // Many small entries fill a chunk slowly: give the event loop a turn now and then.
+    const breathe = (yielded: boolean): Promise<void> | undefined => (!yielded && ++sinceYield % SLICE === 0 ? new Promise<void>((r) => setImmediate(r)) : undefined);
+    // a sync iterable is walked without an await per entry (`for await` and `yield*` of a
+    // sync generator each cost a promise turn per value): only filled chunks are yielded
+    const batches = Symbol.asyncIterator in entries ? batchesOf(entries) : [entries];
+    for await (const batch of batches) {
+      for (const e of batch) {
+        const it = entry(e);
+        let r: IteratorResult<Buffer, boolean>;
+        try {
+          for (r = it.next(); !r.done; r = it.next()) yield r.value;
+        } finally {
+          it.return(false); // a consumer that stops mid-entry: the entry's file is closed
         }
-        for (const c of out.take(false)) {
-          yielded = true;
-          yield c;
-        }
-        // Many small entries fill a chunk slowly: give the event loop a turn now and then.
-        if (!yielded && ++sinceYield % SLICE === 0) await new Promise<void>((r) => setImmediate(r));
-      } finally {
-        if (fd >= 0) closeSync(fd);
+        const pause = breathe(r.value);
+        if (pause !== undefined) await pause;
       }
     }
     opts.reuse?.finish();
