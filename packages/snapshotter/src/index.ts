@@ -9,7 +9,7 @@ export type { Mount, SnapshotInfo, Usage, Snapshotter } from './snapshots/types.
 export { openSnapshotter, type OpenSnapshotterOptions } from './snapshots/snapshotter.js';
 export { mountAll, unmountAll, withMount } from './snapshots/mount.js';
 /** Differ: snapshot → deterministic tar → layer blob. */
-export { exportLayer, diffTarStream, type ExportOptions } from './diff/export.js';
+export { exportLayer, diffTarStream, snapshotDiffRecipe, snapshotDiffSource, type ExportOptions } from './diff/export.js';
 export type { LayerReuse } from './diff/reuse.js';
 export { DEFAULT_MOUNT_STUBS } from './diff/diff-entries.js';
 /** Deterministic tar of a whole directory tree, and a binary-safe tar reader. */

@@ -1,13 +1,15 @@
 /** Snapshot → deterministic layer tar → content store. */
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { ContentStore } from '../content/index.js';
+import { pipeline } from 'node:stream/promises';
+import type { ContentStore, Digest, SnapshotDiffRecipe, VirtualBlob, VirtualBlobSource } from '../content/index.js';
 import type { Compression, LayerDescriptor } from '../layer/index.js';
-import { writeLayer } from '../layer/index.js';
+import { MediaTypes, writeLayer } from '../layer/index.js';
 import { snapshotLayout } from '../snapshots/snapshotter.js';
 import type { Snapshotter } from '../snapshots/types.js';
 import { packEntries } from '../tar/writer.js';
 import type { TarEntry } from '../tar/types.js';
-import { diffEntries } from './diff-entries.js';
+import { DEFAULT_MOUNT_STUBS, diffEntries } from './diff-entries.js';
 import { openTarReuse, ReuseSourceError, type LayerReuse } from './reuse.js';
 
 /** Options of exportLayer / diffTarStream. */
@@ -25,8 +27,16 @@ export interface ExportOptions {
    * same byte for byte; without a usable blob every file is read.
    */
   reuse?: LayerReuse;
+  /**
+   * Uncompressed layers whose tar is at least this big (estimated from the entries) are
+   * only hashed, not written: the result has `stored: false`, and the caller makes the
+   * blob virtual ({@link snapshotDiffRecipe}, `ContentStore.addVirtual`) once the
+   * snapshot is committed and durable. Default: always write.
+   */
+  virtualMinSize?: number;
+  /** Called once, before the tar pass, when the export decided not to write the blob. */
+  onVirtual?: () => void;
 }
-
 
 async function entriesOf(snapshotter: Snapshotter, key: string, opts: ExportOptions, inodes?: Map<string, bigint>): Promise<TarEntry[]> {
   const layout = await snapshotLayout(snapshotter, key);
@@ -39,21 +49,46 @@ async function entriesOf(snapshotter: Snapshotter, key: string, opts: ExportOpti
 }
 
 /** The uncompressed, deterministic tar of a snapshot's diff against its parent. */
-export function diffTarStream(snapshotter: Snapshotter, key: string, opts: Omit<ExportOptions, 'compression' | 'level' | 'reuse'> = {}): Readable {
+export function diffTarStream(snapshotter: Snapshotter, key: string, opts: Omit<ExportOptions, 'compression' | 'level' | 'reuse' | 'virtualMinSize' | 'onVirtual'> = {}): Readable {
   async function* gen(): AsyncGenerator<TarEntry> {
     yield* await entriesOf(snapshotter, key, opts);
   }
   return packEntries(gen(), opts.signal ? { signal: opts.signal } : {});
 }
 
+/** Size of the tar of `entries` without PAX records (enough to compare with a threshold). */
+function estimatedTarSize(entries: readonly TarEntry[]): number {
+  let n = 1024;
+  for (const e of entries) n += 512 + Math.ceil(e.size / 512) * 512;
+  return n;
+}
+
 /**
  * Exports a snapshot's diff as a layer blob in `store`. `empty` is true when the
  * snapshot changed nothing (the blob is then an empty tar); `reusedEntries` counts the
- * entries copied from `opts.reuse`'s blob.
+ * entries copied from `opts.reuse`'s blob; `stored` is false when the blob was only
+ * hashed (see {@link ExportOptions.virtualMinSize}).
  */
-export async function exportLayer(snapshotter: Snapshotter, key: string, store: ContentStore, opts: ExportOptions = {}): Promise<LayerDescriptor & { empty: boolean; reusedEntries: number }> {
+export async function exportLayer(snapshotter: Snapshotter, key: string, store: ContentStore, opts: ExportOptions = {}): Promise<LayerDescriptor & { empty: boolean; reusedEntries: number; stored: boolean }> {
   const inodes = opts.reuse !== undefined ? new Map<string, bigint>() : undefined;
   const entries = await entriesOf(snapshotter, key, opts, inodes);
+  if (opts.compression === 'uncompressed' && opts.virtualMinSize !== undefined && entries.length > 0 && estimatedTarSize(entries) >= opts.virtualMinSize) {
+    opts.onVirtual?.();
+    const h = createHash('sha256');
+    let size = 0;
+    await pipeline(
+      packEntries(entries, opts.signal ? { signal: opts.signal } : {}),
+      async (src: AsyncIterable<Buffer>) => {
+        for await (const c of src) {
+          h.update(c);
+          size += c.byteLength;
+        }
+      },
+      opts.signal ? { signal: opts.signal } : {},
+    );
+    const digest: Digest = `sha256:${h.digest('hex')}`;
+    return { mediaType: MediaTypes.layer, digest, size, diffId: digest, uncompressedSize: size, empty: false, reusedEntries: 0, stored: false };
+  }
   const w: Parameters<typeof writeLayer>[2] = {};
   if (opts.compression !== undefined) w.compression = opts.compression;
   if (opts.level !== undefined) w.level = opts.level;
@@ -66,7 +101,7 @@ export async function exportLayer(snapshotter: Snapshotter, key: string, store: 
     if (src !== undefined) {
       try {
         const desc = await writeLayer(packEntries(entries, { ...signal, reuse: src.reuse }), store, w);
-        return { ...desc, empty: entries.length === 0, reusedEntries: src.reuse.reused };
+        return { ...desc, empty: entries.length === 0, reusedEntries: src.reuse.reused, stored: true };
       } catch (err) {
         // a blob that does not hash to its digest: nothing was committed, read the files instead
         if (!(err instanceof ReuseSourceError)) throw err;
@@ -76,5 +111,35 @@ export async function exportLayer(snapshotter: Snapshotter, key: string, store: 
     }
   }
   const desc = await writeLayer(packEntries(entries, signal), store, w);
-  return { ...desc, empty: entries.length === 0, reusedEntries: 0 };
+  return { ...desc, empty: entries.length === 0, reusedEntries: 0, stored: true };
+}
+
+/** The recipe that regenerates the layer tar of committed snapshot `key` exported with `opts`. */
+export function snapshotDiffRecipe(key: string, opts: Pick<ExportOptions, 'sourceDateEpoch' | 'mountStubs'>): SnapshotDiffRecipe {
+  const r: SnapshotDiffRecipe = { kind: 'snapshot-diff', snapshot: key, mountStubs: [...(opts.mountStubs ?? DEFAULT_MOUNT_STUBS)] };
+  if (opts.sourceDateEpoch !== undefined) r.sourceDateEpoch = opts.sourceDateEpoch;
+  return r;
+}
+
+/**
+ * The {@link VirtualBlobSource} for snapshot-diff recipes: available while the snapshot
+ * is committed in `snapshotter`; the bytes are {@link diffTarStream} of it (the tar
+ * depends only on paths, types, modes, owners, mtimes in seconds, sizes, contents,
+ * xattrs and which paths share an inode — not on atime, ctime or directory order).
+ */
+export function snapshotDiffSource(snapshotter: Snapshotter): VirtualBlobSource {
+  return {
+    async available(blob: VirtualBlob): Promise<boolean> {
+      try {
+        return (await snapshotter.stat(blob.recipe.snapshot)).kind === 'committed';
+      } catch (err) {
+        if ((err as { code?: string }).code === 'NOT_FOUND') return false;
+        throw err;
+      }
+    },
+    open(blob: VirtualBlob): Readable {
+      const r = blob.recipe;
+      return diffTarStream(snapshotter, r.snapshot, { mountStubs: r.mountStubs, ...(r.sourceDateEpoch !== undefined ? { sourceDateEpoch: r.sourceDateEpoch } : {}) });
+    },
+  };
 }

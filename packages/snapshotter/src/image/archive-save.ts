@@ -161,7 +161,17 @@ export async function writeOciLayout(dir: string, store: ContentStore, image: St
     const exists = await stat(target).then((s) => s.isFile(), () => false);
     if (exists) continue;
     const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-    await copyFile(store.blobPath(d.digest), tmp, fsc.COPYFILE_FICLONE);
+    try {
+      if ((await store.virtualBlob(d.digest)) === undefined) {
+        await copyFile(store.blobPath(d.digest), tmp, fsc.COPYFILE_FICLONE);
+      } else {
+        // regenerated and verified as it is read: a mismatch fails before the rename
+        await pipeline(store.createReadStream(d.digest), createWriteStream(tmp, { flags: 'wx' }));
+      }
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
     await rename(tmp, target);
   }
   await fsyncDir(blobDir);

@@ -475,6 +475,9 @@ export class RegistryClient {
       return;
     }
     if (head.status !== 404) throw await responseError(head, 'HEAD', blobUrl, 'http 200 or 404');
+    // uploads read byte ranges of the blob file (chunks, retries): a virtual blob is
+    // written out first (regenerated, verified, committed like any ingest)
+    if ((await store.virtualBlob(desc.digest)) !== undefined) await store.materialize(desc.digest);
 
     for (let attempt = 0; ; attempt++) {
       let location: string | undefined;

@@ -257,6 +257,15 @@ class FsSnapshotter implements Snapshotter {
     if (this.backend === 'overlay') await rm(this.workDir(rec.id), { recursive: true, force: true });
   }
 
+  async setLabels(key: string, labels: Record<string, string>): Promise<void> {
+    this.live();
+    await this.meta.withLock(async () => {
+      const rec = await this.record(key);
+      if (rec.kind !== 'committed') throw new SnapshotStateError(key, 'a committed snapshot', `a ${rec.kind} snapshot`);
+      await this.meta.put({ ...rec, labels: { ...labels } });
+    });
+  }
+
   async stat(key: string): Promise<SnapshotInfo> {
     this.live();
     return info(await this.record(key));

@@ -36,6 +36,8 @@ export interface Snapshotter {
   mounts(key: string): Promise<Mount[]>;
   /** Turns active snapshot `key` into committed snapshot `name`; `key` no longer exists afterwards. */
   commit(name: string, key: string, opts?: { labels?: Record<string, string> }): Promise<void>;
+  /** Replaces the labels of a committed snapshot (durably). */
+  setLabels(key: string, labels: Record<string, string>): Promise<void>;
   stat(key: string): Promise<SnapshotInfo>;
   usage(key: string): Promise<Usage>;
   /** Removes a snapshot; a committed snapshot with children fails with FAILED_PRECONDITION. */
