@@ -10,6 +10,7 @@
 // S3 S6), PEERS_RUNS_BIG [3] (S4), BENCH_SCALE [1] (S3: 20,000 files × scale; S4:
 // 1024 MiB and 50,000 files × scale), PEERS_BASELINE [auto] (auto | buildkit | docker |
 // none), PEERS_TSBUILD_FLAGS (extra build flags, e.g. "-o type=image,compression=gzip"),
+// PEERS_GEN_SOURCE (gen.c elsewhere than ../shared/peerbench),
 // BENCH_DIR (data dir; default a temp dir), BENCH_KEEP=1 keeps it.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';

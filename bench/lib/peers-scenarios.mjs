@@ -7,8 +7,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** The peerbench tree generator's source (shared data beside the repo, read at run time). */
-export const GEN_SOURCE = join(REPO_ROOT, '..', 'shared', 'peerbench', 'gen.c');
+/**
+ * The peerbench tree generator's source (shared data beside the repo, read at run time;
+ * `PEERS_GEN_SOURCE` names another copy, e.g. for a checkout that is a git worktree).
+ */
+export const GEN_SOURCE = process.env.PEERS_GEN_SOURCE ?? join(REPO_ROOT, '..', 'shared', 'peerbench', 'gen.c');
 
 /** S1: a small multi-stage Dockerfile (3 RUN, COPY of 20 files). */
 export async function genS1(dir) {
