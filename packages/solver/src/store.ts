@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ContentStore, ImageStore, mkdirDurable, openSnapshotter, unmountAll, type Snapshotter, pidAlive } from '@tsbuild/snapshotter';
+import { ContentStore, ImageStore, mkdirDurable, openSnapshotter, snapshotDiffSource, unmountAll, type Snapshotter, pidAlive } from '@tsbuild/snapshotter';
 import { CacheDb } from './cache/cache-db.js';
 import { openCacheDbSafely } from './check/open-db.js';
 import { recoverStore, type RecoveryReport } from './check/recover.js';
@@ -57,6 +57,8 @@ export class BuildStore {
     const snapshots = await openSnapshotter(join(root, 'snapshots'), { backend: opts.snapshotter ?? 'auto' });
     // snapshots written under volatile mounts in an earlier boot may have lost data in a crash
     await dropVolatileSnapshots(root, snapshots);
+    // virtual blobs (big uncompressed layers) are regenerated from their committed snapshots
+    content.useVirtualSource(snapshotDiffSource(snapshots));
     const opened = openCacheDbSafely(join(root, 'cache.db'));
     opened.db.leasedRefs(isAlive); // drops the leases of dead processes
     await mkdir(join(root, 'tmp'), { recursive: true });

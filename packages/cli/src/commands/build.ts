@@ -169,6 +169,12 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
   const epochText = process.env.SOURCE_DATE_EPOCH ?? buildArgs.SOURCE_DATE_EPOCH;
   const sourceDateEpoch = epochText !== undefined && epochText !== '' ? Number(epochText) : undefined;
   if (sourceDateEpoch !== undefined && (!Number.isInteger(sourceDateEpoch) || sourceDateEpoch < 0)) throw new UsageError(`invalid SOURCE_DATE_EPOCH ${JSON.stringify(epochText)}: expected whole seconds since 1970`);
+  // layers at least this big are stored virtual (regenerated from their snapshot); "off" always writes blobs
+  const virtualText = process.env.TSBUILD_VIRTUAL_LAYER_MIN_BYTES;
+  const virtualLayerMinBytes = virtualText === undefined || virtualText === '' ? undefined : virtualText === 'off' ? Infinity : Number(virtualText);
+  if (virtualLayerMinBytes !== undefined && !(virtualLayerMinBytes === Infinity || (Number.isSafeInteger(virtualLayerMinBytes) && virtualLayerMinBytes >= 0))) {
+    throw new UsageError(`invalid TSBUILD_VIRTUAL_LAYER_MIN_BYTES ${JSON.stringify(virtualText)}: expected a whole number of bytes or "off"`);
+  }
   const rewrite = outputs.some((o) => o.rewriteTimestamp === true);
   if (rewrite && sourceDateEpoch === undefined) throw new UsageError('--output rewrite-timestamp=true needs SOURCE_DATE_EPOCH (environment or --build-arg)');
 
@@ -272,6 +278,7 @@ export async function buildCommand(contextArg: string, flags: BuildFlags, io: Io
       ...(compressed?.compression !== undefined ? { compression: compressed.compression } : {}),
       ...(compressed?.compressionLevel !== undefined ? { compressionLevel: compressed.compressionLevel } : {}),
       ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
+      ...(virtualLayerMinBytes !== undefined ? { virtualLayerMinBytes } : {}),
       secrets,
       ...(ssh.length > 0 ? { ssh } : {}),
       ...(Object.keys(buildContexts).length > 0 ? { buildContexts } : {}),

@@ -104,6 +104,8 @@ interface Analysis {
   leased: Set<string>;
   oldestLease?: number;
   blobSizes: Map<string, number>;
+  /** blobs stored as virtual records: digest → the snapshot that regenerates them */
+  virtual: Map<string, string>;
 }
 
 const SCRATCH_KEY = keyOf({ from: 'scratch' });
@@ -141,7 +143,7 @@ export class CacheController {
       }
     }
     const referencedBlobs = await this.referencedBlobs(a, a.records);
-    const keptSnapshots = this.snapshotRoots(a, a.records, false);
+    const keptSnapshots = this.snapshotRoots(a, a.records, false, referencedBlobs);
     let unrefBlobs = 0;
     let unrefSnaps = 0;
     let unrefSize = 0;
@@ -240,7 +242,8 @@ export class CacheController {
     for (const r of live.refs) a.leased.add(r);
     if (live.oldest !== undefined) a.oldestLease = Math.min(a.oldestLease ?? live.oldest, live.oldest);
 
-    const keep = this.snapshotRoots(a, left, opts.all === true);
+    // a snapshot that regenerates a referenced virtual blob stays (even with --all)
+    const keep = this.snapshotRoots(a, left, opts.all === true, await this.referencedBlobs(a, left));
     const doomed = [...a.snapshots.values()].filter((s) => s.kind === 'committed' && !keep.has(s.key));
     // children before parents
     const depth = (s: SnapshotInfo): number => {
@@ -275,7 +278,8 @@ export class CacheController {
     for (const [d, size] of a.blobSizes) {
       if (referenced.has(d)) continue;
       if (cutoff !== undefined) {
-        const st = await stat(this.store.content.blobPath(d as Digest)).catch(() => undefined);
+        const path = a.virtual.has(d) ? this.store.content.virtualPath(d as Digest) : this.store.content.blobPath(d as Digest);
+        const st = await stat(path).catch(() => undefined);
         if (!st || st.mtimeMs >= cutoff) continue;
       }
       if (!dryRun) {
@@ -309,12 +313,19 @@ export class CacheController {
     const snapshots = new Map<string, SnapshotInfo>();
     for await (const s of this.store.snapshots.walk()) snapshots.set(s.key, s);
     const blobSizes = new Map<string, number>();
+    const virtual = new Map<string, string>();
     for await (const b of this.store.content.walk()) {
+      if (b.virtual !== undefined) {
+        // no bytes of its own: the snapshot that regenerates it is counted as a snapshot
+        virtual.set(b.digest, b.virtual.recipe.snapshot);
+        blobSizes.set(b.digest, 0);
+        continue;
+      }
       const st = await stat(this.store.content.blobPath(b.digest)).catch(() => undefined);
       if (st) blobSizes.set(b.digest, st.blocks * 512);
     }
     const chains = this.chains(records, images);
-    const a: Analysis = { records, usage: new Map(), images, chains, snapshots, leased: live.refs, blobSizes, ...(live.oldest !== undefined ? { oldestLease: live.oldest } : {}) };
+    const a: Analysis = { records, usage: new Map(), images, chains, snapshots, leased: live.refs, blobSizes, virtual, ...(live.oldest !== undefined ? { oldestLease: live.oldest } : {}) };
 
     const blobUsers = new Map<string, number>();
     for (const r of records) if (r.layer) blobUsers.set(r.layer.digest, (blobUsers.get(r.layer.digest) ?? 0) + 1);
@@ -403,8 +414,11 @@ export class CacheController {
     return out;
   }
 
-  /** Committed snapshots to keep: used by records, held by builds, recent, images' (unless `all`), and their ancestors. */
-  private snapshotRoots(a: Analysis, records: readonly CacheRecord[], all: boolean): Set<string> {
+  /**
+   * Committed snapshots to keep: used by records, held by builds, recent, images' (unless
+   * `all`), those regenerating a virtual blob in `referenced`, and their ancestors.
+   */
+  private snapshotRoots(a: Analysis, records: readonly CacheRecord[], all: boolean, referenced: ReadonlySet<string>): Set<string> {
     const keep = new Set<string>();
     const add = (key: string | null | undefined): void => {
       for (let k = key ?? undefined; k !== undefined && !keep.has(k); k = a.snapshots.get(k)?.parent) keep.add(k);
@@ -412,6 +426,7 @@ export class CacheController {
     const chains = this.chains(records, a.images);
     for (const r of records) if (r.layer) add(chains.get(r.key));
     if (!all) for (const i of a.images) add(i.chain);
+    for (const [d, snap] of a.virtual) if (referenced.has(d)) add(snap);
     for (const s of a.snapshots.values()) {
       if (s.kind !== 'committed') add(s.parent);
       if (a.leased.has(s.key)) add(s.key);

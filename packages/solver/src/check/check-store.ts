@@ -1,5 +1,7 @@
 /**
- * checkStore: the store's fsck (catalog H-VERIFY). Re-hashes every blob, checks that
+ * checkStore: the store's fsck (catalog H-VERIFY). Re-hashes every blob (a virtual blob
+ * is regenerated from its snapshot and verified; one whose snapshot is gone is a missing
+ * blob, reported as `blob-unbacked` and its images and records as broken), checks that
  * every image name and cache record points at blobs that exist with the recorded size,
  * that every snapshot has its directory and its parent, that SQLite passes its integrity
  * and foreign-key checks, and that no mount, container, ingest, lease or temp dir of a
@@ -23,6 +25,8 @@ export type StoreIssueKind =
   | 'blob-corrupt'
   /** a file under blobs/sha256 whose name is not a digest */
   | 'blob-stray'
+  /** a virtual blob whose snapshot is gone: the blob is missing */
+  | 'blob-unbacked'
   /** an image name whose manifest, config or a layer is missing or unreadable */
   | 'image-broken'
   /** a cache record whose layer blob is missing or has another size */
@@ -185,6 +189,36 @@ export async function checkStore(store: BuildStore, opts: CheckStoreOptions = {}
     blobs++;
     bytes += h.size;
     present.set(d, h.size);
+  }
+  // virtual blobs: regenerated from their snapshot and verified, like a re-hash
+  for await (const b of store.content.walk()) {
+    if (b.virtual === undefined) continue;
+    const snap = b.virtual.recipe.snapshot;
+    if (!(await store.content.has(b.digest))) {
+      const i = add('blob-unbacked', b.digest, `expected snapshot ${snap} to regenerate virtual blob ${b.digest}, found none (the blob is missing)`);
+      if (repair) {
+        await store.content.delete(b.digest).catch(() => undefined);
+        i.repaired = true;
+      }
+      continue;
+    }
+    let failure: string | undefined;
+    try {
+      for await (const chunk of store.content.createReadStream(b.digest)) void chunk;
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    if (failure !== undefined) {
+      const i = add('blob-corrupt', b.digest, `expected snapshot ${snap} to regenerate the bytes of ${b.digest}, found: ${failure}`);
+      if (repair) {
+        await store.content.delete(b.digest).catch(() => undefined);
+        i.repaired = true;
+      }
+      continue;
+    }
+    blobs++;
+    bytes += b.size;
+    present.set(b.digest, b.size);
   }
 
   // 3. image names (index.json)

@@ -16,8 +16,12 @@ import {
   loadArchive,
   crashPoint,
   DEFAULT_MOUNT_STUBS,
+  DigestMismatchError,
+  diffTarStream,
   exportLayer,
   mountAll,
+  snapshotDiffRecipe,
+  writeLayer,
   unmountAll,
   unpackImage,
   writeImage,
@@ -42,7 +46,7 @@ import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '.
 import type { ProgressEvent, ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
 import { explainMiss } from './explain.js';
-import { currentBootId, ensureVolatileStamp, VOLATILE_LABEL } from './volatile.js';
+import { currentBootId, ensureVolatileStamp, markDurable, syncFilesystem, VOLATILE_LABEL } from './volatile.js';
 import { RemoteSession } from '../remote/session.js';
 import type { CacheExportResult, CacheExportSpec } from '../remote/cache-export.js';
 import type { CacheImportSpec } from '../remote/cache-import.js';
@@ -64,6 +68,13 @@ export interface SshSource {
   /** agent socket paths (the first is used) */
   paths: readonly string[];
 }
+
+/**
+ * Default {@link BuildOptions.virtualLayerMinBytes}: 64 MiB. Below it the blob write is
+ * cheap (≤ ~0.1 s) next to a syncfs of the whole filesystem, and other code (the COPY
+ * relink of a rebuild) reads small previous layers from their blobs.
+ */
+export const VIRTUAL_LAYER_MIN_BYTES = 64 * 1024 * 1024;
 
 export interface BuildOptions {
   /** the build context directory */
@@ -112,6 +123,12 @@ export interface BuildOptions {
   cacheFrom?: readonly CacheImportSpec[];
   /** `--cache-to`: where to export this build's cache records after it succeeds */
   cacheTo?: readonly CacheExportSpec[];
+  /**
+   * uncompressed layers whose tar is at least this big are stored as virtual blobs,
+   * regenerated from their snapshot when read (default {@link VIRTUAL_LAYER_MIN_BYTES});
+   * `Infinity` always writes the blob
+   */
+  virtualLayerMinBytes?: number;
   /** how many RUN steps run at once (default: 4 × cores, at least 16: steps mostly wait on processes, and BuildKit sets no limit) */
   jobs?: number;
   signal?: AbortSignal;
@@ -750,13 +767,29 @@ class Builder {
       this.checkAbort();
       const exportStarted = Date.now();
       const reuse = upper !== undefined ? stubOpts.reuse?.() : undefined;
-      const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
-        compression: this.opts.compression ?? 'uncompressed',
-        ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
+      const exportOpts = {
         ...(this.opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: this.opts.sourceDateEpoch } : {}),
         mountStubs: [...DEFAULT_MOUNT_STUBS.filter((s) => !(stubOpts.keep ?? []).includes(s)), ...stubs.map((s) => posix.join('/', s))],
+      };
+      // a big uncompressed layer is only hashed: its blob becomes virtual (regenerated
+      // from the committed snapshot), once a syncfs made the snapshot's data durable;
+      // the syncfs starts before the tar pass, so the disk works while we hash
+      let synced: Promise<boolean> | undefined;
+      const desc = await exportLayer(this.store.snapshots, active, this.store.content, {
+        ...exportOpts,
+        compression: this.opts.compression ?? 'uncompressed',
+        ...(this.opts.compressionLevel !== undefined ? { level: this.opts.compressionLevel } : {}),
         signal: this.abort.signal,
         ...(reuse !== undefined ? { reuse } : {}),
+        // overlay only: the copy backend is what a store gets where overlay cannot work
+        // (e.g. on FUSE), and there a syncfs may not reach the data
+        ...(upper !== undefined ? { virtualMinSize: this.opts.virtualLayerMinBytes ?? VIRTUAL_LAYER_MIN_BYTES } : {}),
+        onVirtual: () => {
+          synced = syncFilesystem(this.store.snapshots.root).then(
+            () => true,
+            () => false, // then the blob is written after all
+          );
+        },
       });
       if (desc.empty) return null;
       if (vertex !== undefined) {
@@ -768,13 +801,33 @@ class Builder {
       // filesystem); a volatile overlay, a bind mount (copy backend, or no parent) or a
       // direct write does not: such a snapshot is labelled with this boot (volatile.ts).
       const unsynced = upper === undefined || volatileBoot !== undefined ? (volatileBoot ?? (await currentBootId())) : undefined;
+      const durable = !desc.stored && synced !== undefined && (await synced);
+      crashPoint('virtual-synced');
       try {
-        if (unsynced !== undefined) await ensureVolatileStamp(this.store.root, unsynced);
-        await this.store.snapshots.commit(chain, active, unsynced !== undefined ? { labels: { [VOLATILE_LABEL]: unsynced } } : undefined);
+        if (durable) {
+          // our syncfs covered the step's files: committed without the volatile label
+          await this.store.snapshots.commit(chain, active);
+        } else {
+          if (unsynced !== undefined) await ensureVolatileStamp(this.store.root, unsynced);
+          await this.store.snapshots.commit(chain, active, unsynced !== undefined ? { labels: { [VOLATILE_LABEL]: unsynced } } : undefined);
+        }
         committed = true;
       } catch (err) {
         // the same content was committed before (another build or an earlier run): keep that one
         if ((err as { code?: string }).code !== 'ALREADY_EXISTS') throw err;
+      }
+      if (!desc.stored && !(await this.store.content.has(layer.digest))) {
+        if (durable && committed) {
+          // the ancestors' data was synced by the same syncfs: none may stay volatile,
+          // or the guard would drop the chain (and with it the blob) after a crash
+          await markDurable(this.store.snapshots, chain, await currentBootId());
+          await this.store.content.addVirtual({ digest: layer.digest, size: layer.size, recipe: snapshotDiffRecipe(chain, exportOpts) });
+        } else {
+          // no syncfs, or another snapshot holds this chain: write the blob, verified
+          const tar = diffTarStream(this.store.snapshots, committed ? chain : active, exportOpts);
+          const written = await writeLayer(tar, this.store.content, { compression: 'uncompressed', signal: this.abort.signal });
+          if (written.digest !== layer.digest) throw new DigestMismatchError(layer.digest, written.digest);
+        }
       }
       return layer;
     } finally {

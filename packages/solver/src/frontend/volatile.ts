@@ -25,6 +25,7 @@
  * A crashed builder *process* leaves only an uncommitted active snapshot, which recovery
  * discards already (its data is in the page cache anyway).
  */
+import { spawn } from 'node:child_process';
 import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { bootId, type Snapshotter } from '@tsbuild/snapshotter';
@@ -128,4 +129,37 @@ export async function dropVolatileSnapshots(root: string, snapshots: Snapshotter
     await ensureVolatileStamp(root, boot);
   }
   return [...doomed];
+}
+
+/**
+ * syncfs(2) of the filesystem holding `path` (`sync -f`: Node has no syncfs). Snapshot
+ * data written under a volatile mount is durable once this resolves.
+ */
+export function syncFilesystem(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('sync', ['-f', path], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`sync -f ${path} failed (exit ${code}): ${err.trim()}`))));
+  });
+}
+
+/**
+ * After a syncfs that started once `key` and its ancestors were committed: drops the
+ * volatile label of this boot from them (each record rewritten durably), so the guard
+ * keeps them after a machine crash. A virtual blob regenerated from `key` needs the
+ * whole chain: the guard removes everything above a volatile snapshot.
+ */
+export async function markDurable(snapshots: Snapshotter, key: string, bootId: string | undefined): Promise<void> {
+  if (bootId === undefined) return;
+  for (let k: string | undefined = key; k !== undefined; ) {
+    const s = await snapshots.stat(k);
+    if (s.labels[VOLATILE_LABEL] === bootId) {
+      const { [VOLATILE_LABEL]: _dropped, ...rest } = s.labels;
+      void _dropped;
+      await snapshots.setLabels(k, rest);
+    }
+    k = s.parent;
+  }
 }
