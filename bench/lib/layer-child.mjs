@@ -1,6 +1,8 @@
 // One layer operation in its own process, so its peak RSS is measured alone.
 // Prints one JSON line. Usage:
 //   export <snapRoot|-> <key|dir> <storeRoot> <compression> [level]
+//     (compression `hash-only`: uncompressed, hashed but not written — what a build does
+//     for a layer above its virtual-layer threshold; needs a snapshot)
 //   write-file <tarFile> <storeRoot> <compression> [level]
 //   apply <storeRoot> <digest> <mediaType> <targetDir>
 import { createReadStream } from 'node:fs';
@@ -14,7 +16,8 @@ let out;
 if (op === 'export') {
   const [snapRoot, keyOrDir, storeRoot, compression, level] = a;
   const store = await L.ContentStore.open(storeRoot);
-  const opts = { compression, ...(level ? { level: Number(level) } : {}) };
+  const opts = compression === 'hash-only' ? { compression: 'uncompressed', virtualMinSize: 0 } : { compression, ...(level ? { level: Number(level) } : {}) };
+  if (compression === 'hash-only' && snapRoot === '-') throw new Error('hash-only needs a snapshot');
   if (snapRoot !== '-') {
     const s = await L.openSnapshotter(snapRoot);
     out = { via: 'exportLayer', ...(await L.exportLayer(s, keyOrDir, store, opts)) };

@@ -20,8 +20,14 @@ export const CRASH_POINTS = [
   'blob-commit',
   /** a blob was renamed into place, its directory not yet fsynced, no index row yet */
   'blob-committed',
+  /** a big layer was hashed (not written) and the syncfs of its snapshot returned; nothing committed yet */
+  'virtual-synced',
   /** a snapshot's committed record is written, its active record not yet removed */
   'snapshot-commit',
+  /** a virtual blob's snapshot is committed (durable, unlabelled), its record not yet written */
+  'virtual-record',
+  /** a virtual blob's record was renamed into place, no cache row yet */
+  'virtual-recorded',
   /** inside the SQLite transaction that saves a cache record (rolled back by the crash) */
   'cache-index-update',
   /** the SQLite transaction that saved a cache record committed (WAL, not yet checkpointed) */

@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openSnapshotter, type Snapshotter } from '@tsbuild/snapshotter';
-import { currentBootId, dropVolatileSnapshots, ensureVolatileStamp, VOLATILE_LABEL } from './volatile.js';
+import { ContentStore, exportLayer, openSnapshotter, snapshotDiffRecipe, snapshotDiffSource, type Digest, type Snapshotter } from '@tsbuild/snapshotter';
+import { currentBootId, dropVolatileSnapshots, ensureVolatileStamp, markDurable, VOLATILE_LABEL } from './volatile.js';
 
 async function committed(s: Snapshotter, name: string, parent: string | undefined, labels?: Record<string, string>): Promise<void> {
   await s.prepare(`a-${name}`, parent);
@@ -54,6 +54,46 @@ test('without a stamp nothing is dropped, whatever the labels say', async () => 
     await committed(s, 'x', undefined, { [VOLATILE_LABEL]: 'an-earlier-boot' });
     assert.deepEqual(await dropVolatileSnapshots(root, s), []);
     assert.deepEqual(await keys(s), ['x']);
+    await s.close();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('after a reboot, a virtual blob whose volatile snapshot the guard dropped is missing; one made durable survives', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tsbuild-volatile-'));
+  try {
+    const boot = await currentBootId();
+    assert.ok(boot !== undefined);
+    const s = await openSnapshotter(join(root, 'snapshots'), { backend: 'copy' });
+    const content = await ContentStore.open(join(root, 'content'));
+    content.useVirtualSource(snapshotDiffSource(s));
+    await committed(s, 'base', undefined);
+    const opts = { compression: 'uncompressed' as const, sourceDateEpoch: 0, mountStubs: [] };
+    /** A layer on base committed with `labels`, its blob virtual; returns the digest. */
+    const virtualLayer = async (name: string, labels: Record<string, string>): Promise<Digest> => {
+      const [m] = await s.prepare(`a-${name}`, 'base'); // copy backend: a bind mount of the snapshot's own tree
+      await writeFile(join(m!.source, `${name}.bin`), Buffer.alloc(100_000, name.length));
+      const d = await exportLayer(s, `a-${name}`, content, { ...opts, virtualMinSize: 0 });
+      assert.equal(d.stored, false);
+      await s.commit(name, `a-${name}`, { labels });
+      await content.addVirtual({ digest: d.digest, size: d.size, recipe: snapshotDiffRecipe(name, opts) });
+      return d.digest;
+    };
+    const lost = await virtualLayer('lost', { [VOLATILE_LABEL]: 'an-earlier-boot' });
+    const kept = await virtualLayer('kept', { [VOLATILE_LABEL]: boot, other: 'x' });
+    await markDurable(s, 'kept', boot); // what a build does once its syncfs returned
+    assert.deepEqual((await s.stat('kept')).labels, { other: 'x' });
+    assert.equal(await content.has(lost), true);
+
+    await writeFile(join(root, 'volatile-boot'), 'an-earlier-boot\n');
+    assert.deepEqual(await dropVolatileSnapshots(root, s), ['lost']);
+    assert.equal(await content.has(lost), false, 'its snapshot is gone: the blob reads as missing (a cache miss)');
+    await assert.rejects(content.info(lost), { code: 'NOT_FOUND' });
+    assert.equal(await content.has(kept), true);
+    const parts: Buffer[] = [];
+    for await (const c of content.createReadStream(kept)) parts.push(c as Buffer);
+    assert.equal(parts.reduce((n, b) => n + b.length, 0), (await content.info(kept)).size);
     await s.close();
   } finally {
     await rm(root, { recursive: true, force: true });

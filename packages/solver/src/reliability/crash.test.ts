@@ -16,6 +16,9 @@ import { assertClean, makeContext, seededRandom, mountsUnder, runcContainers, ru
 
 const DOCKERFILE = 'FROM busybox:local\nARG N=0\nRUN echo "run $N"; echo "$N" > /n; head -c 200000 /bin/busybox > /blob\nCOPY f /f\n';
 const ENV = { SOURCE_DATE_EPOCH: '0' };
+/** The RUN layer (~200 KB) is stored virtual: hashed only, regenerated from its snapshot. */
+const VIRTUAL_ENV = { ...ENV, TSBUILD_VIRTUAL_LAYER_MIN_BYTES: '100000' };
+const envFor = (point: string): Record<string, string> => (point.startsWith('virtual-') ? VIRTUAL_ENV : ENV);
 
 function buildArgs(ctx: string, n: number | string): string[] {
   return ['build', '--progress', 'plain', '-t', 'crash:latest', '--build-arg', `N=${n}`, ctx];
@@ -68,7 +71,7 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
     const points = CRASH_POINTS.filter((p) => !p.startsWith('push-'));
     for (const [i, point] of points.entries()) {
       if (point === 'unpack-layer') await dropSnapshots(root);
-      const r = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: { ...ENV, TSBUILD_CRASH_AT: point } });
+      const r = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: { ...envFor(point), TSBUILD_CRASH_AT: point } });
       assert.equal(r.signal, 'SIGKILL', `expected the build to reach crash point ${point} and die, it exited ${r.code}:\n${r.stderr}`);
       if (point === 'run') {
         // the crash really left work behind: the step's container and the mounted rootfs
@@ -79,7 +82,7 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
       assertClean(report, `after a crash at ${point}`);
       assert.deepEqual(runcContainers(root), [], `runc containers left after a crash at ${point}`);
       assert.deepEqual(mountsUnder(root), [], `mounts left after a crash at ${point}`);
-      const again = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: ENV });
+      const again = await runTsbuild(root, buildArgs(ctx, `p${i}`), { env: envFor(point) });
       assert.equal(again.code, 0, `the build after a crash at ${point} failed:\n${again.stderr}`);
     }
     assertClean(await verifyStore(root), 'after the rebuilds');
@@ -192,7 +195,8 @@ describe('crash safety (kill -9)', { concurrency: false }, () => {
     for (let i = 0; i < 50; i++) {
       // a few arguments repeat, so some kills hit a build that resumes a half-done one
       const n = i % 7 === 0 ? 'final' : `loop${i}`;
-      const r = await runTsbuild(root, buildArgs(ctx, n), { env: ENV, killAfterMs: Math.floor(rand() * span) });
+      // every other build stores its RUN layer virtual: kills also land around the syncfs and the record
+      const r = await runTsbuild(root, buildArgs(ctx, n), { env: i % 2 === 1 ? VIRTUAL_ENV : ENV, killAfterMs: Math.floor(rand() * span) });
       if (r.signal === 'SIGKILL') killed++;
       else assert.equal(r.code, 0, `iteration ${i}: a build that was not killed failed:\n${r.stderr}`);
     }
