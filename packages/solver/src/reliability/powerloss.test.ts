@@ -264,7 +264,8 @@ describe('power loss (T33: a FUSE filesystem that drops what was not fsynced)', 
   test('a power cut at each named crash point leaves a store that opens, checks clean and rebuilds the clean image', async (t) => {
     if (!prereqs(t)) return;
     await setup();
-    const points = CRASH_POINTS.filter((p) => !p.startsWith('push-'));
+    // virtual-*: virtual layers are made on the overlay backend only, never on this copy-backend store
+    const points = CRASH_POINTS.filter((p) => !p.startsWith('push-') && !p.startsWith('virtual-'));
     for (const [i, point] of points.entries()) {
       if (point === 'unpack-layer') {
         // a clean reboot first: this boot's snapshots go, so the build unpacks its base again
