@@ -124,6 +124,21 @@ for (const backend of ['runc', 'unshare'] as const) {
       assert.match(root.stdout, /NoNewPrivs:\s+1/);
     });
 
+    if (backend === 'runc') {
+      test("seccomp filter mode: new namespaces (which Docker's default profile refuses) fail for root and a user; forks still work", async (t) => {
+        if (!prereqs(t)) return;
+        const script = 'grep "^Seccomp:" /proc/self/status; unshare -U true 2>/dev/null && echo userns; unshare -n true 2>/dev/null && echo netns; (true &); wait; echo forked';
+        for (const who of [{ uid: 0, gid: 0 }, { uid: 1000, gid: 1000 }]) {
+          const r = await sh(exec, rootfs, script, who);
+          assert.equal(r.exitCode, 0, r.stderr);
+          const lines = r.stdout.trim().split('\n');
+          assert.match(lines[0] ?? '', /^Seccomp:\s+2$/, `uid ${who.uid}: ${r.stdout}`);
+          assert.ok(!lines.includes('userns') && !lines.includes('netns'), `uid ${who.uid}: no namespace may be created: ${r.stdout}`);
+          assert.equal(lines.at(-1), 'forked');
+        }
+      });
+    }
+
     test('device nodes the step creates cannot be used; the standard ones can', async (t) => {
       if (!prereqs(t)) return;
       const r = await sh(exec, rootfs, 'mknod /tmp/mem c 1 1 && echo made; head -c 1 /tmp/mem >/dev/null 2>&1 && echo usable; echo x > /dev/null && head -c 4 /dev/zero | wc -c; rm -f /tmp/mem');

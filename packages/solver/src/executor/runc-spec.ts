@@ -3,6 +3,7 @@
  * BuildKit's defaults.
  */
 import { DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, type PreparedStep } from './prepare.js';
+import { defaultSeccompProfile, type SeccompProfile } from './seccomp.js';
 import type { NetworkMode, ProcessSpec } from './types.js';
 
 /** The subset of the OCI runtime spec tsbuild writes. */
@@ -27,6 +28,7 @@ export interface OciSpec {
     readonlyPaths: string[];
     cgroupsPath?: string;
     resources: { devices: { allow: boolean; access: string }[] };
+    seccomp: SeccompProfile;
   };
 }
 
@@ -47,7 +49,8 @@ export interface RuncSpecInput {
  * runc itself brings `lo` up), Docker's default capabilities (effective/permitted only for
  * uid 0, as Docker does since its CVE-2022-24769 fix; inheritable and ambient empty),
  * no_new_privs, Docker's masked and read-only paths, /proc, /dev (+pts, shm, mqueue), /sys
- * read-only, the generated /etc files bound read-only, and user mounts after those.
+ * read-only, the generated /etc files bound read-only, user mounts after those, and the
+ * seccomp filter of `seccomp.ts` (what Docker's default profile refuses).
  */
 export function buildRuncSpec(input: RuncSpecInput): OciSpec {
   const { prepared: prep, process: p } = input;
@@ -97,6 +100,7 @@ export function buildRuncSpec(input: RuncSpecInput): OciSpec {
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
       resources: { devices: [{ allow: false, access: 'rwm' }] },
+      seccomp: defaultSeccompProfile(),
     },
   };
   if (input.cgroupsPath !== undefined) spec.linux.cgroupsPath = input.cgroupsPath;
