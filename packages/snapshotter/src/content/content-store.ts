@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, existsSync } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -424,6 +424,18 @@ export class ContentStore {
         if (!isErrno(err, 'ENOENT')) throw err; // deleted while walking
       }
     }
+    yield* this.#walkVirtual((name) => real.has(name));
+  }
+
+  /**
+   * Every virtual record without a real blob (`virtual` set, whether or not its recipe
+   * can still run), without listing the real blobs (`cache check` hashes those itself).
+   */
+  walkVirtual(): AsyncIterable<ContentInfo> {
+    return this.#walkVirtual((name) => existsSync(join(this.#blobDir, name)));
+  }
+
+  async *#walkVirtual(hasReal: (hex: string) => boolean): AsyncIterable<ContentInfo> {
     const virtual = await readdir(this.#virtualDir).catch((err: unknown) => {
       if (isErrno(err, 'ENOENT')) return [] as string[];
       throw err;
@@ -431,7 +443,7 @@ export class ContentStore {
     virtual.sort();
     for (const name of virtual) {
       const digest = `sha256:${name}`;
-      if (!isDigest(digest) || real.has(name)) continue;
+      if (!isDigest(digest) || hasReal(name)) continue;
       const rec = await this.#virtualRecord(digest);
       if (rec !== undefined) yield { digest, size: rec.size, virtual: rec };
     }

@@ -7,18 +7,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdirDurable } from '../content/content-store.js';
+import { fsyncDir, mkdirDurable } from '../content/content-store.js';
 import { withLockFile } from '../image/lock-file.js';
 import type { SnapshotRecord } from './types.js';
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Writes a file atomically and (unless `durable` is false) durably. */
 export async function writeFileAtomic(path: string, data: string, durable = true): Promise<void> {

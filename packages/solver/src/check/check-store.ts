@@ -191,7 +191,7 @@ export async function checkStore(store: BuildStore, opts: CheckStoreOptions = {}
     present.set(d, h.size);
   }
   // virtual blobs: regenerated from their snapshot and verified, like a re-hash
-  for await (const b of store.content.walk()) {
+  for await (const b of store.content.walkVirtual()) {
     if (b.virtual === undefined) continue;
     const snap = b.virtual.recipe.snapshot;
     if (!(await store.content.has(b.digest))) {

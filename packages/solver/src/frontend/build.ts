@@ -43,7 +43,7 @@ import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Execut
 import { containerPathOf, copyInto, modeOf, parseChmod } from '../ops/copy.js';
 import { relinkUnchanged, type RelinkCandidate } from '../ops/relink.js';
 import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '../ops/sources.js';
-import type { ProgressEvent, ProgressHandler } from '../progress.js';
+import type { ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
 import { explainMiss } from './explain.js';
 import { currentBootId, ensureVolatileStamp, markDurable, syncFilesystem, VOLATILE_LABEL } from './volatile.js';
@@ -672,12 +672,10 @@ class Builder {
     const vertex = this.newVertex(step.label);
     const found = await this.lookup(key, components, step.stepRef, step.noCache, files);
     let layer: LayerRef | null;
-    let cached: boolean;
     /** When the layer was made (BuildKit's history time for a layer: the cache record's creation). */
     let made = Date.now();
     if (found.hit) {
       layer = found.layer;
-      cached = true;
       if (found.created !== undefined) made = found.created;
       this.vertexDone(vertex, { cached: true, name: step.label });
       this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: true, key });
@@ -691,7 +689,6 @@ class Builder {
         this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: false, reason: found.reason, key });
         throw err;
       }
-      cached = false;
       const now = Date.now();
       made = now;
       this.store.db.save(
@@ -701,7 +698,6 @@ class Builder {
       this.vertexDone(vertex, { name: step.label });
       this.steps.push({ stepRef: step.stepRef, description: step.label, stage: state.name, cached: false, reason: found.reason, key });
     }
-    void cached;
     state.fsKey = key;
     if (layer) {
       state.layers.push(layer);
