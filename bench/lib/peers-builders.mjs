@@ -141,7 +141,9 @@ export async function tsbuildBuilder(dir, { baseArchive, extraFlags = [] }) {
   const env = { ...process.env, TSBUILD_ROOT: root };
   await rm(root, { recursive: true, force: true });
   await rm(pristine, { recursive: true, force: true });
-  const cli = (args) => [process.execPath, CLI, ...args];
+  // run as a user's `tsbuild` runs: the launcher through its shebang (which defers
+  // NODE_EXTRA_CA_CERTS, see bin/tsbuild.js), as BuildKit's side runs the docker client
+  const cli = (args) => [CLI, ...args];
   if (baseArchive) {
     run(cli(['load', '-i', baseArchive]), { env });
   } else {

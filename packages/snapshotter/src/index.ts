@@ -38,3 +38,5 @@ export { pidAlive, bootId } from './util/process.js';
 export { markInheritedFdsCloexec } from './util/native.js';
 /** Inodes named exactly (O_PATH fds checked through /proc/self/fd), immune to symlink swaps. */
 export { fdPath, openExact } from './util/exact-path.js';
+/** TLS options for tsbuild's own connections (NODE_EXTRA_CA_CERTS as the launcher defers it). */
+export { tlsTrustOptions } from './util/tls-trust.js';

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContentTooLargeError, RegistryAuthError, RegistryProtocolError, RegistryResponseError, RegistryUnavailableError } from '../errors.js';
+import { tlsTrustOptions } from '../util/tls-trust.js';
 import type { Credentials, DockerCredentials } from './credentials.js';
 
 /** Caps on bodies read into memory (containers/image iolimits). */
@@ -456,7 +457,7 @@ function httpModules(): NonNullable<typeof net> {
     const require = createRequire(import.meta.url);
     const h = require('node:http') as typeof http;
     const s = require('node:https') as typeof https;
-    net = { http: h, https: s, agents: { http: new h.Agent({ keepAlive: true }), https: new s.Agent({ keepAlive: true }) } };
+    net = { http: h, https: s, agents: { http: new h.Agent({ keepAlive: true }), https: new s.Agent({ keepAlive: true, ...tlsTrustOptions() }) } };
   }
   return net;
 }

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { crashPoint } from '@tsbuild/snapshotter';
 import type { Key } from './keys.js';
@@ -157,6 +160,26 @@ function toRecord(row: RecordRow): CacheRecord {
  * reads before it writes cannot wait for the write lock in WAL mode (SQLITE_BUSY
  * at once, whatever the busy timeout), an immediate one takes it up front and waits.
  */
+let binding: { nativeBinding?: string } | undefined;
+/**
+ * better-sqlite3's addon, found through its package: by default the package finds it with
+ * `bindings`, which walks up from the calling file's place, and the CLI bundle inlines the
+ * package's JavaScript (scripts/bundle-cli.mjs), so that place is the bundle's.
+ */
+function sqliteBinding(): { nativeBinding?: string } {
+  if (binding === undefined) {
+    binding = {};
+    try {
+      const req = createRequire(import.meta.url);
+      const addon = join(dirname(req.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+      if (existsSync(addon)) binding = { nativeBinding: addon };
+    } catch {
+      // not resolvable from here: better-sqlite3's own lookup
+    }
+  }
+  return binding;
+}
+
 export class CacheDb {
   readonly db: Database.Database;
   private memoGet: Database.Statement | undefined;
@@ -166,7 +189,7 @@ export class CacheDb {
   }
 
   static open(file: string): CacheDb {
-    const db = new Database(file, { timeout: 30_000 });
+    const db = new Database(file, { timeout: 30_000, ...sqliteBinding() });
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 30000');

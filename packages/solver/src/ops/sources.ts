@@ -7,12 +7,15 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import { chmod, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, readTar } from '@tsbuild/snapshotter';
+import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, readTar, tlsTrustOptions } from '@tsbuild/snapshotter';
 import tarStream from 'tar-stream';
 import { BuildError } from '../errors.js';
 
@@ -90,8 +93,7 @@ export async function fetchHttp(url: string, dir: string, checksum: string | und
   } catch {
     throw new BuildError(`invalid URL ${JSON.stringify(url)}`, 'INVALID_ARGUMENT');
   }
-  const res = await fetch(url, signal ? { signal } : {});
-  if (!res.ok || !res.body) throw new BuildError(`failed to load ${url}: invalid response status ${res.status}`, 'FAILED_PRECONDITION');
+  const res = await httpGet(url, signal);
   const file = join(dir, name);
   const h = createHash('sha256');
   const hasher = new Transform({
@@ -100,7 +102,7 @@ export async function fetchHttp(url: string, dir: string, checksum: string | und
       cb(null, chunk);
     },
   });
-  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), hasher, createWriteStream(file, { mode: 0o600 }));
+  await pipeline(res, hasher, createWriteStream(file, { mode: 0o600 }));
   await chmod(file, 0o600);
   const digest = `sha256:${h.digest('hex')}`;
   if (checksum !== undefined) {
@@ -108,6 +110,42 @@ export async function fetchHttp(url: string, dir: string, checksum: string | und
     if (checksum !== digest) throw new BuildError(`digest mismatch ${digest}: ${checksum}`, 'FAILED_PRECONDITION');
   }
   return { name, digest };
+}
+
+const MAX_REDIRECTS = 20; // as fetch
+
+/**
+ * GET over node:http(s), following redirects: a 2xx response's body, else a BuildError.
+ * Not fetch: Node 20's fetch trusts only the CAs Node loaded at start, and the launcher
+ * defers NODE_EXTRA_CA_CERTS (tlsTrustOptions).
+ */
+async function httpGet(url: string, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  let current = new URL(url);
+  for (let hops = 0; ; hops++) {
+    if (current.protocol !== 'http:' && current.protocol !== 'https:') throw new BuildError(`failed to load ${url}: unsupported protocol ${current.protocol}`, 'INVALID_ARGUMENT');
+    const target = current;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const opts = { ...(signal !== undefined ? { signal } : {}), ...(target.protocol === 'https:' ? tlsTrustOptions() : {}) };
+      // node:http(s) loaded here: tls and the http parser cost every start 10–25 ms otherwise
+      const mod = createRequire(import.meta.url)(target.protocol === 'https:' ? 'node:https' : 'node:http') as typeof https;
+      const req = mod.request(target, opts, resolve);
+      req.on('error', (err) => reject(signal?.aborted ? err : new BuildError(`failed to load ${url}: ${err.message}`, 'FAILED_PRECONDITION', { cause: err })));
+      req.end();
+    });
+    const status = res.statusCode ?? 0;
+    const location = res.headers.location;
+    if ([301, 302, 303, 307, 308].includes(status) && location !== undefined) {
+      res.resume();
+      if (hops >= MAX_REDIRECTS) throw new BuildError(`failed to load ${url}: more than ${MAX_REDIRECTS} redirects`, 'FAILED_PRECONDITION');
+      current = new URL(location, target);
+      continue;
+    }
+    if (status < 200 || status > 299) {
+      res.resume();
+      throw new BuildError(`failed to load ${url}: invalid response status ${status}`, 'FAILED_PRECONDITION');
+    }
+    return res;
+  }
 }
 
 /** Writes heredoc bodies as files (mode 0644) into `dir`. */
