@@ -4,7 +4,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import { posix, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { nodeZlib } from '../util/lazy-node.js';
 import tar from 'tar-stream';
 import type { ContentInfo, ContentStore } from '../content/content-store.js';
 import { type Digest } from '../content/digest.js';
@@ -123,7 +123,7 @@ async function readTarMembers(store: ContentStore, input: Readable): Promise<Mem
     }
   }
   const src = Readable.from(replay(), { objectMode: false });
-  const feeding = first.done !== true && sniff(first.value) === 'gzip' ? pipeline(src, createGunzip(), extract) : pipeline(src, extract);
+  const feeding = first.done !== true && sniff(first.value) === 'gzip' ? pipeline(src, nodeZlib().createGunzip(), extract) : pipeline(src, extract);
   const consuming = (async () => {
     for await (const entry of extract) {
       const name = memberName(entry.header.name);
@@ -215,7 +215,7 @@ async function diffIdOf(store: ContentStore, layer: FileMember): Promise<Digest>
   if (layer.magic === 'none') return layer.info.digest;
   if (layer.magic === 'zstd') throw new InvalidArchiveError(undefined, 'zstd-compressed layers in a docker-archive are not supported');
   const h = createHash('sha256');
-  await pipeline(store.createReadStream(layer.info.digest), createGunzip(), async (src: AsyncIterable<Buffer>) => {
+  await pipeline(store.createReadStream(layer.info.digest), nodeZlib().createGunzip(), async (src: AsyncIterable<Buffer>) => {
     for await (const c of src) h.update(c);
   });
   return `sha256:${h.digest('hex')}`;

@@ -3,7 +3,8 @@
  * start lazily, are shared by every gzipParallel and zstdParallel stream, and do not keep
  * the process alive while idle.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { nodeWorkerThreads } from '../util/lazy-node.js';
 import type { BlockJob, BlockResult, BlockTask } from './block-worker.js';
 
 interface Pending {
@@ -41,6 +42,7 @@ const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './block-worker.ts' : './block-worker.js', import.meta.url);
 
 function startWorker(url: URL): Worker {
+  const { Worker } = nodeWorkerThreads();
   if (!FROM_SOURCE) return new Worker(url);
   const code = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(code, { eval: true });

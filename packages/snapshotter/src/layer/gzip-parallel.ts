@@ -13,7 +13,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Transform } from 'node:stream';
-import zlib from 'node:zlib';
+import { nodeZlib } from '../util/lazy-node.js';
 import { checkIntOption } from './errors.js';
 import { compressOnPool } from './block-pool.js';
 import { ParallelBlockTransform } from './parallel-blocks.js';
@@ -49,7 +49,7 @@ class GzipParallelTransform extends ParallelBlockTransform {
   #crc = 0;
 
   protected override onInput(chunk: Buffer): void {
-    this.#crc = zlib.crc32(chunk, this.#crc);
+    this.#crc = nodeZlib().crc32(chunk, this.#crc);
   }
 
   protected override compress(block: Buffer, final: boolean): Promise<Buffer> {

@@ -1,6 +1,6 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream';
-import zlib from 'node:zlib';
+import { nodeZlib } from '../util/lazy-node.js';
 import type { Digest } from '../content/index.js';
 import { SnapshotterError } from '../errors.js';
 import { CorruptLayerError, UnsupportedLayerMediaTypeError } from './errors.js';
@@ -72,7 +72,7 @@ export function openLayerStream(store: LayerProvider, desc: { digest: Digest; me
           yield r.value;
         }
       }
-      dec = kind === 'gzip' ? zlib.createGunzip({ chunkSize: OUT_CHUNK }) : await zstdDecompressStream();
+      dec = kind === 'gzip' ? nodeZlib().createGunzip({ chunkSize: OUT_CHUNK }) : await zstdDecompressStream();
       async function* rest(): AsyncGenerator<Buffer> {
         yield first;
         if (ended) return;

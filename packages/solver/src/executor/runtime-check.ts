@@ -4,7 +4,8 @@
  */
 import { access, constants, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { createRequire } from 'node:module';
+import type zlib from 'node:zlib';
 import { runTool } from './process.js';
 
 /** A known runc breakout and the first upstream release that fixes it. */
@@ -94,7 +95,8 @@ export async function readDebianRuncChangelog(path = '/usr/share/doc/runc/change
     if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return undefined;
     throw err;
   }
-  return gunzipSync(data).toString('utf8');
+  // node:zlib loaded here only (each start would compile it otherwise)
+  return (createRequire(import.meta.url)('node:zlib') as typeof zlib).gunzipSync(data).toString('utf8');
 }
 
 /** Finds an executable in PATH (or the usual sbin dirs, which non-login PATHs may lack). */

@@ -14,7 +14,7 @@ import { chmod, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import type zlib from 'node:zlib';
 import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, readTar, tlsTrustOptions } from '@tsbuild/snapshotter';
 import tarStream from 'tar-stream';
 import { BuildError } from '../errors.js';
@@ -213,7 +213,7 @@ export async function detectArchive(path: string, tmpDir: string): Promise<strin
   const out = join(tmpDir, `archive-${Math.random().toString(36).slice(2)}.tar`);
   try {
     if (comp === 'gzip') {
-      await pipeline(createReadStream(path), createGunzip(), cap, createWriteStream(out));
+      await pipeline(createReadStream(path), (createRequire(import.meta.url)('node:zlib') as typeof zlib).createGunzip(), cap, createWriteStream(out));
     } else {
       const tool = comp === 'bzip2' ? 'bzip2' : comp === 'xz' ? 'xz' : 'zstd';
       await new Promise<void>((resolve, reject) => {
