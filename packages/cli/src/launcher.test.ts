@@ -4,29 +4,18 @@
  * bad cache file.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN, hasCommand, REPO_ROOT, requirePrereq, requireRoot, type CliResult } from './test/cli-helpers.js';
+import { hasCommand, REPO_ROOT, requirePrereq, requireRoot, tsbuild, type CliResult } from './test/cli-helpers.js';
 
-/** Runs the launcher as an executable (its shebang), with exactly `env` on top of PATH. */
-function viaShebang(root: string, args: readonly string[], env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TSBUILD_ROOT: root };
-    const p = spawn(BIN, args, { cwd: REPO_ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** The launcher executed through its shebang, with exactly `env` on top of PATH and HOME. */
+const viaShebang = (root: string, args: readonly string[], env: Record<string, string>): Promise<CliResult> => tsbuild(root, args, { env, viaShebang: true, cleanEnv: true });
 
 describe('launcher: NODE_EXTRA_CA_CERTS reaches tsbuild’s own TLS connections', { concurrency: false }, () => {
   let dir = '';
@@ -84,9 +73,12 @@ describe('launcher: the bundle’s code cache', () => {
     const parse = ['parse', join(REPO_ROOT, 'fixtures', 'hello', 'Dockerfile')];
     const probe = await viaShebang('/nonexistent-root', parse, {});
     assert.equal(probe.code, 0, probe.stderr);
-    const { bundleDigest } = JSON.parse(await readFile(stampFile, 'utf8')) as { bundleDigest?: string };
+    const { bundleDigest, inputs } = JSON.parse(await readFile(stampFile, 'utf8')) as { bundleDigest?: string; inputs: Record<string, number> };
+    // as the launcher decides: the bundle is used while the packages' dist/ is what it was made from
+    const bin = join(REPO_ROOT, 'packages', 'cli', 'bin');
+    const fresh = Object.entries(inputs).every(([rel, mtime]) => statSync(join(bin, rel)).mtimeMs === mtime);
     const caches = (await readdir(bundle)).filter((f) => f.startsWith(`main.cjs.${bundleDigest}.`) && f.endsWith('.other.v8cache'));
-    if (bundleDigest === undefined || caches.length === 0) {
+    if (!fresh || bundleDigest === undefined || caches.length === 0) {
       t.skip('the bundle is stale (dist/ was rebuilt after it): the launcher runs dist/');
       return;
     }

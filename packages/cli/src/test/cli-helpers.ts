@@ -15,11 +15,16 @@ export interface CliResult {
   stderr: string;
 }
 
-export function tsbuild(root: string, args: readonly string[], opts: { input?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+/**
+ * `viaShebang`: the launcher executed itself (its shebang), as a user's shell runs it,
+ * rather than `node bin/tsbuild.js`; `cleanEnv`: only PATH and HOME are inherited.
+ */
+export function tsbuild(root: string, args: readonly string[], opts: { input?: string; env?: Record<string, string>; cwd?: string; viaShebang?: boolean; cleanEnv?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], {
+    const inherited = opts.cleanEnv ? { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root' } : process.env;
+    const p = spawn(opts.viaShebang ? BIN : process.execPath, opts.viaShebang ? args : [BIN, ...args], {
       cwd: opts.cwd ?? REPO_ROOT,
-      env: { ...process.env, TSBUILD_ROOT: root, ...(opts.env ?? {}) },
+      env: { ...inherited, TSBUILD_ROOT: root, ...(opts.env ?? {}) },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,4 +1,4 @@
-/** OCI Distribution (registry) client: resolve, pull and push over Node's fetch. */
+/** OCI Distribution (registry) client: resolve, pull and push over node:http(s). */
 export { RegistryClient, type ResolvedImage } from './client.js';
 export type { RegistryOptions, TransferProgress } from './types.js';
 export { DockerCredentials, runCredentialHelper, type Credentials } from './credentials.js';
