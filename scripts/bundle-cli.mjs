@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Bundles the compiled CLI and the workspace packages it imports (packages/*/dist) into
-// packages/cli/bundle/main.js with esbuild, so a `tsbuild` process loads one module
-// instead of ~130 (start-up: see bench/README.md, peers, "Fourth round"). Third-party
+// packages/cli/bundle/main.cjs with esbuild, so a `tsbuild` process loads one file
+// instead of ~165 (start-up: see bench/README.md, peers, "Fourth round"). Third-party
 // JavaScript is inlined as well; what stays external is what loads a native addon by
 // its package's place (zstd-napi, bindings; better-sqlite3's addon is passed to it as
-// `nativeBinding` by cache-db.ts), and our own addon. The compression pool's worker (gzip and zstd blocks) is a second entry,
-// next to main.js, where the pool looks for it. bin/tsbuild.js uses the bundle only while `stamp.json` matches the
-// packages' dist/.tsbuildinfo files (a later `tsc -b` makes it stale: dist/ is used).
+// `nativeBinding` by cache-db.ts), and our own addon. The compression pool's worker
+// (gzip and zstd blocks) is a second entry, next to main.cjs, where the pool looks for
+// it. bin/tsbuild.js uses the bundle only while `stamp.json` matches the packages'
+// dist/.tsbuildinfo files (a later `tsc -b` makes it stale: dist/ is used).
 // Runs after `tsc -b` in `npm run build` / `prepare`; without esbuild (a production
 // install) it says so and leaves the CLI unbundled.
 import { createHash } from 'node:crypto';

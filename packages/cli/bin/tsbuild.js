@@ -29,15 +29,17 @@ function bundleStamp() {
  * module.enableCompileCache does; Node 20 has none for ES modules): compiling the bundle
  * was ~35 ms of every start. The cache is named by the bundle's digest (V8 itself checks
  * only its version, flags and the source's length) and the kind of command, written once
- * after a command that found none or had it rejected, to a temporary name and renamed; where the directory is
- * not writable, every start compiles. The bundle has no import() (scripts/bundle-cli.mjs:
+ * after a command that found none or had it rejected, to a temporary name and renamed;
+ * where the directory is not writable, every start compiles. The bundle has no import() (scripts/bundle-cli.mjs:
  * functions restored from a cache lose a script's dynamic-import options).
  */
 function loadBundle(stamp) {
   const file = fileURLToPath(new URL('../bundle/main.cjs', import.meta.url));
-  // one cache for builds, one for the rest: a cache holds the functions that ran before it was made
+  // one cache for builds (`build` is the default command: `tsbuild -t x .`), one for the
+  // rest: a cache holds the functions that ran before it was made, so --help/--version
+  // must not be the run that writes the builds' one
   const arg = process.argv[2] ?? '';
-  const kind = arg === 'build' || arg.startsWith('-') ? 'build' : 'other';
+  const kind = arg === 'build' || (arg.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(arg)) ? 'build' : 'other';
   const cacheFile = `${file}.${stamp.bundleDigest}.${process.version}.${kind}.v8cache`;
   let cachedData;
   try {

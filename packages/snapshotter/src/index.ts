@@ -40,3 +40,5 @@ export { markInheritedFdsCloexec } from './util/native.js';
 export { fdPath, openExact } from './util/exact-path.js';
 /** TLS options for tsbuild's own connections (NODE_EXTRA_CA_CERTS as the launcher defers it). */
 export { tlsTrustOptions } from './util/tls-trust.js';
+/** node:zlib and node:http(s) loaded at first use (a static import costs every process start). */
+export { nodeHttp, nodeHttps, nodeZlib } from './util/lazy-node.js';

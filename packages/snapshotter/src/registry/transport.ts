@@ -1,10 +1,10 @@
 import type http from 'node:http';
 import type https from 'node:https';
-import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContentTooLargeError, RegistryAuthError, RegistryProtocolError, RegistryResponseError, RegistryUnavailableError } from '../errors.js';
+import { nodeHttp, nodeHttps } from '../util/lazy-node.js';
 import { tlsTrustOptions } from '../util/tls-trust.js';
 import type { Credentials, DockerCredentials } from './credentials.js';
 
@@ -454,9 +454,8 @@ const IDLE_TIMEOUT_MS = 120_000;
 let net: { http: typeof http; https: typeof https; agents: { http: http.Agent; https: https.Agent } } | undefined;
 function httpModules(): NonNullable<typeof net> {
   if (net === undefined) {
-    const require = createRequire(import.meta.url);
-    const h = require('node:http') as typeof http;
-    const s = require('node:https') as typeof https;
+    const h = nodeHttp();
+    const s = nodeHttps();
     net = { http: h, https: s, agents: { http: new h.Agent({ keepAlive: true }), https: new s.Agent({ keepAlive: true, ...tlsTrustOptions() }) } };
   }
   return net;

@@ -152,14 +152,6 @@ function toRecord(row: RecordRow): CacheRecord {
   return rec;
 }
 
-/**
- * The store's SQLite index: cache records, per-record file digests (for miss
- * explanations), the context metadata memo, build summaries and leases.
- * WAL mode with a busy timeout, so several tsbuild processes share it; every
- * multi-row update runs in one IMMEDIATE transaction: a deferred transaction that
- * reads before it writes cannot wait for the write lock in WAL mode (SQLITE_BUSY
- * at once, whatever the busy timeout), an immediate one takes it up front and waits.
- */
 let binding: { nativeBinding?: string } | undefined;
 /**
  * better-sqlite3's addon, found through its package: by default the package finds it with
@@ -180,6 +172,14 @@ function sqliteBinding(): { nativeBinding?: string } {
   return binding;
 }
 
+/**
+ * The store's SQLite index: cache records, per-record file digests (for miss
+ * explanations), the context metadata memo, build summaries and leases.
+ * WAL mode with a busy timeout, so several tsbuild processes share it; every
+ * multi-row update runs in one IMMEDIATE transaction: a deferred transaction that
+ * reads before it writes cannot wait for the write lock in WAL mode (SQLITE_BUSY
+ * at once, whatever the busy timeout), an immediate one takes it up front and waits.
+ */
 export class CacheDb {
   readonly db: Database.Database;
   private memoGet: Database.Statement | undefined;

@@ -4,8 +4,7 @@
  */
 import { access, constants, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import type zlib from 'node:zlib';
+import { nodeZlib } from '@tsbuild/snapshotter';
 import { runTool } from './process.js';
 
 /** A known runc breakout and the first upstream release that fixes it. */
@@ -95,8 +94,7 @@ export async function readDebianRuncChangelog(path = '/usr/share/doc/runc/change
     if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return undefined;
     throw err;
   }
-  // node:zlib loaded here only (each start would compile it otherwise)
-  return (createRequire(import.meta.url)('node:zlib') as typeof zlib).gunzipSync(data).toString('utf8');
+  return nodeZlib().gunzipSync(data).toString('utf8');
 }
 
 /** Finds an executable in PATH (or the usual sbin dirs, which non-login PATHs may lack). */

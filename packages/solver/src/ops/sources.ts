@@ -8,14 +8,11 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import type https from 'node:https';
-import { createRequire } from 'node:module';
 import { chmod, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type zlib from 'node:zlib';
-import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, readTar, tlsTrustOptions } from '@tsbuild/snapshotter';
+import { applyLayer, DEFAULT_LAYER_LIMITS, LayerLimitError, nodeHttp, nodeHttps, nodeZlib, readTar, tlsTrustOptions } from '@tsbuild/snapshotter';
 import tarStream from 'tar-stream';
 import { BuildError } from '../errors.js';
 
@@ -126,9 +123,7 @@ async function httpGet(url: string, signal: AbortSignal | undefined): Promise<In
     const target = current;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const opts = { ...(signal !== undefined ? { signal } : {}), ...(target.protocol === 'https:' ? tlsTrustOptions() : {}) };
-      // node:http(s) loaded here: tls and the http parser cost every start 10–25 ms otherwise
-      const mod = createRequire(import.meta.url)(target.protocol === 'https:' ? 'node:https' : 'node:http') as typeof https;
-      const req = mod.request(target, opts, resolve);
+      const req = (target.protocol === 'https:' ? nodeHttps() : nodeHttp()).request(target, opts, resolve);
       req.on('error', (err) => reject(signal?.aborted ? err : new BuildError(`failed to load ${url}: ${err.message}`, 'FAILED_PRECONDITION', { cause: err })));
       req.end();
     });
@@ -213,7 +208,7 @@ export async function detectArchive(path: string, tmpDir: string): Promise<strin
   const out = join(tmpDir, `archive-${Math.random().toString(36).slice(2)}.tar`);
   try {
     if (comp === 'gzip') {
-      await pipeline(createReadStream(path), (createRequire(import.meta.url)('node:zlib') as typeof zlib).createGunzip(), cap, createWriteStream(out));
+      await pipeline(createReadStream(path), nodeZlib().createGunzip(), cap, createWriteStream(out));
     } else {
       const tool = comp === 'bzip2' ? 'bzip2' : comp === 'xz' ? 'xz' : 'zstd';
       await new Promise<void>((resolve, reject) => {
