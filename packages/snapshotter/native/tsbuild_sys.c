@@ -1,9 +1,11 @@
 /*
  * tsbuild_sys: the few Linux system calls the snapshotter otherwise reaches by spawning
  * mount(8), umount(8), getfattr and setfattr: mount(2), umount2(2), and the l*xattr
- * family. Every call runs on libuv's thread pool (napi_async_work) and returns a
- * Promise; failures reject with an Error carrying `code` (the errno name, as Node's fs
- * errors do), `errno` (negative, as Node's), `syscall` and `path`.
+ * family; and hashTar, the sha256 of a layer tar read straight from the files (the
+ * hash-only export of a big layer: one thread reads, another hashes). Every call runs on
+ * libuv's thread pool (napi_async_work) and returns a Promise; failures reject with an
+ * Error carrying `code` (the errno name, as Node's fs errors do), `errno` (negative, as
+ * Node's), `syscall` and `path`.
  *
  * Loaded by src/util/native.ts; when it is absent the spawn path is used (see there).
  */
@@ -26,6 +28,17 @@
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+/* SHA-256 from the OpenSSL inside the node process (node exports its symbols to addons).
+ * Weak, so that a node without them still loads the addon: hashTar then fails with
+ * ENOSYS and the caller hashes in JS. */
+#include <openssl/evp.h>
+extern __typeof(EVP_MD_CTX_new) EVP_MD_CTX_new __attribute__((weak));
+extern __typeof(EVP_MD_CTX_free) EVP_MD_CTX_free __attribute__((weak));
+extern __typeof(EVP_DigestInit_ex) EVP_DigestInit_ex __attribute__((weak));
+extern __typeof(EVP_DigestUpdate) EVP_DigestUpdate __attribute__((weak));
+extern __typeof(EVP_DigestFinal_ex) EVP_DigestFinal_ex __attribute__((weak));
+extern __typeof(EVP_sha256) EVP_sha256 __attribute__((weak));
 
 #define CHECK(call)                                  \
   do {                                               \
@@ -67,7 +80,7 @@ static void buf_put_chunk(buf_t *b, const void *p, uint32_t n) {
 
 /* ---- one request ---- */
 
-enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS };
+enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR };
 
 typedef struct {
   napi_async_work work;
@@ -82,10 +95,23 @@ typedef struct {
   char **values;
   size_t *value_lens;
   size_t count;
+  /* hash tar: the caller's buffers, held by refs[] until complete() */
+  napi_ref refs[4];
+  const uint8_t *hdr;
+  size_t hdr_len;
+  const double *plan;
+  size_t plan_len;
+  const char *path_list;
+  size_t path_list_len;
+  const int32_t *abort_flag;
+  unsigned char digest[32];
+  uint64_t total;
   /* result */
   int err;
   const char *syscall;
   char *err_path;
+  /* a message of our own (code ECHANGED): a file whose size changed while it was read */
+  char *msg;
   buf_t out;
 } req_t;
 
@@ -112,6 +138,7 @@ static void req_free(req_t *r) {
   free(r->values);
   free(r->value_lens);
   free(r->err_path);
+  free(r->msg);
   free(r->out.data);
   free(r);
 }
@@ -253,6 +280,191 @@ static void do_tree_xattrs(req_t *r) {
   tree_req = NULL;
 }
 
+/* ---- hashTar ---- */
+
+/* The producer (the pool thread) fills 1 MiB chunks with the tar's bytes in order
+ * (headers copied from the caller's buffer, file bodies read into the chunk, zero
+ * padding); a second thread hashes full chunks. RING chunks bound the memory. */
+#define HT_CHUNK (1 << 20)
+#define HT_RING 4
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  char *buf[HT_RING];
+  size_t len[HT_RING];
+  uint64_t head, tail; /* chunks handed over / hashed */
+  int done;
+  EVP_MD_CTX *ctx;
+  int hash_failed;
+  /* the chunk being filled */
+  char *cur;
+  size_t fill;
+} ring_t;
+
+static void *ht_hasher(void *arg) {
+  ring_t *g = arg;
+  for (;;) {
+    pthread_mutex_lock(&g->mu);
+    while (g->head == g->tail && !g->done) pthread_cond_wait(&g->cv, &g->mu);
+    if (g->head == g->tail) {
+      pthread_mutex_unlock(&g->mu);
+      return NULL;
+    }
+    int i = (int)(g->tail % HT_RING);
+    pthread_mutex_unlock(&g->mu);
+    if (!g->hash_failed && EVP_DigestUpdate(g->ctx, g->buf[i], g->len[i]) != 1) g->hash_failed = 1;
+    pthread_mutex_lock(&g->mu);
+    g->tail++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+  }
+}
+
+/* Hands the current chunk to the hasher (when it holds anything) and waits for a free one. */
+static void ht_rotate(ring_t *g) {
+  pthread_mutex_lock(&g->mu);
+  if (g->fill > 0) {
+    g->len[g->head % HT_RING] = g->fill;
+    g->head++;
+    pthread_cond_broadcast(&g->cv);
+  }
+  while (g->head - g->tail >= HT_RING) pthread_cond_wait(&g->cv, &g->mu);
+  g->cur = g->buf[g->head % HT_RING];
+  g->fill = 0;
+  pthread_mutex_unlock(&g->mu);
+}
+
+static void ht_put(ring_t *g, const void *p, size_t n) {
+  const char *s = p;
+  while (n > 0) {
+    if (g->fill == HT_CHUNK) ht_rotate(g);
+    size_t k = HT_CHUNK - g->fill < n ? HT_CHUNK - g->fill : n;
+    if (s) {
+      memcpy(g->cur + g->fill, s, k);
+      s += k;
+    } else {
+      memset(g->cur + g->fill, 0, k);
+    }
+    g->fill += k;
+    n -= k;
+  }
+}
+
+static void ht_changed(req_t *r, const char *path, uint64_t expected, uint64_t found, int more) {
+  if (r->err) return;
+  char m[4600];
+  if (more) snprintf(m, sizeof m, "file %s changed while archiving: expected %llu bytes, found more", path, (unsigned long long)expected);
+  else snprintf(m, sizeof m, "file %s changed while archiving: expected %llu bytes, found %llu", path, (unsigned long long)expected, (unsigned long long)found);
+  fail(r, EIO, "read", path);
+  r->msg = strdup(m);
+}
+
+/* One file body: exactly `size` bytes of `path` (not following a symlink), then the
+ * padding to 512. A file of another size fails the hash. */
+static void ht_file(req_t *r, ring_t *g, const char *path, uint64_t size) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    fail(r, errno, "open", path);
+    return;
+  }
+  uint64_t left = size;
+  while (left > 0) {
+    if (g->fill == HT_CHUNK) ht_rotate(g);
+    size_t room = HT_CHUNK - g->fill;
+    ssize_t n = read(fd, g->cur + g->fill, left < room ? (size_t)left : room);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(r, errno, "read", path);
+      break;
+    }
+    if (n == 0) {
+      ht_changed(r, path, size, size - left, 0);
+      break;
+    }
+    g->fill += (size_t)n;
+    left -= (uint64_t)n;
+  }
+  if (!r->err) {
+    char probe;
+    ssize_t n;
+    while ((n = read(fd, &probe, 1)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) fail(r, errno, "read", path);
+    else if (n > 0) ht_changed(r, path, size, 0, 1);
+  }
+  close(fd);
+  if (!r->err && size % 512 != 0) ht_put(g, NULL, 512 - size % 512);
+}
+
+static void do_hash_tar(req_t *r) {
+  if (!EVP_MD_CTX_new || !EVP_DigestInit_ex || !EVP_DigestUpdate || !EVP_DigestFinal_ex || !EVP_sha256 || !EVP_MD_CTX_free) {
+    fail(r, ENOSYS, "EVP_sha256", NULL);
+    return;
+  }
+  ring_t g;
+  memset(&g, 0, sizeof g);
+  pthread_mutex_init(&g.mu, NULL);
+  pthread_cond_init(&g.cv, NULL);
+  g.ctx = EVP_MD_CTX_new();
+  int ok = g.ctx != NULL && EVP_DigestInit_ex(g.ctx, EVP_sha256(), NULL) == 1;
+  for (int i = 0; ok && i < HT_RING; i++) ok = (g.buf[i] = malloc(HT_CHUNK)) != NULL;
+  pthread_t th;
+  if (!ok || pthread_create(&th, NULL, ht_hasher, &g) != 0) {
+    fail(r, ok ? EAGAIN : ENOMEM, ok ? "pthread_create" : "malloc", NULL);
+    for (int i = 0; i < HT_RING; i++) free(g.buf[i]);
+    if (g.ctx) EVP_MD_CTX_free(g.ctx);
+    return;
+  }
+  g.cur = g.buf[0];
+  size_t hoff = 0, noff = 0;
+  uint64_t total = 0;
+  for (size_t i = 0; i + 1 < r->plan_len && !r->err; i += 2) {
+    if (__atomic_load_n(r->abort_flag, __ATOMIC_RELAXED) != 0) {
+      fail(r, ECANCELED, "hashTar", NULL);
+      break;
+    }
+    double hl = r->plan[i], fs = r->plan[i + 1];
+    if (!(hl >= 0) || (size_t)hl > r->hdr_len - hoff || !(fs >= 0) || fs > 9007199254740992.0) {
+      fail(r, EINVAL, "hashTar", NULL);
+      break;
+    }
+    ht_put(&g, r->hdr + hoff, (size_t)hl);
+    hoff += (size_t)hl;
+    total += (uint64_t)hl;
+    uint64_t size = (uint64_t)fs;
+    if (size == 0) continue;
+    const char *path = r->path_list + noff;
+    size_t pl = noff < r->path_list_len ? strnlen(path, r->path_list_len - noff) : 0;
+    if (noff >= r->path_list_len || noff + pl >= r->path_list_len) {
+      fail(r, EINVAL, "hashTar", NULL);
+      break;
+    }
+    noff += pl + 1;
+    ht_file(r, &g, path, size);
+    total += size + (size % 512 ? 512 - size % 512 : 0);
+  }
+  if (!r->err && hoff != r->hdr_len) fail(r, EINVAL, "hashTar", NULL);
+  /* the last chunk, then stop the hasher */
+  pthread_mutex_lock(&g.mu);
+  if (g.fill > 0 && !r->err) {
+    while (g.head - g.tail >= HT_RING) pthread_cond_wait(&g.cv, &g.mu);
+    g.len[g.head % HT_RING] = g.fill;
+    g.head++;
+  }
+  g.done = 1;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(th, NULL);
+  unsigned int dl = 0;
+  if (!r->err && (g.hash_failed || EVP_DigestFinal_ex(g.ctx, r->digest, &dl) != 1 || dl != 32)) fail(r, EIO, "EVP_DigestFinal_ex", NULL);
+  r->total = total;
+  EVP_MD_CTX_free(g.ctx);
+  for (int i = 0; i < HT_RING; i++) free(g.buf[i]);
+  pthread_mutex_destroy(&g.mu);
+  pthread_cond_destroy(&g.cv);
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   req_t *r = data;
@@ -265,6 +477,9 @@ static void execute(napi_env env, void *data) {
       break;
     case OP_TREE_XATTRS:
       do_tree_xattrs(r);
+      break;
+    case OP_HASH_TAR:
+      do_hash_tar(r);
       break;
     case OP_SET_XATTRS:
       for (size_t i = 0; i < r->count && !r->err; i++) {
@@ -294,8 +509,9 @@ static const char *errno_name(int e) {
 
 static napi_value make_error(napi_env env, req_t *r) {
   char msg[4600];
-  const char *code = errno_name(r->err);
-  if (r->err_path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(r->err), r->syscall, r->err_path);
+  const char *code = r->msg ? "ECHANGED" : errno_name(r->err);
+  if (r->msg) snprintf(msg, sizeof msg, "%s", r->msg);
+  else if (r->err_path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(r->err), r->syscall, r->err_path);
   else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(r->err), r->syscall);
   napi_value m, c, err, v;
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
@@ -341,11 +557,23 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, r->deferred, make_error(env, r));
   } else if (r->op == OP_TREE_XATTRS) {
     napi_resolve_deferred(env, r->deferred, records(env, &r->out));
+  } else if (r->op == OP_HASH_TAR) {
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r->digest[i]);
+    napi_value o, v;
+    napi_create_object(env, &o);
+    napi_create_string_utf8(env, hex, 64, &v);
+    napi_set_named_property(env, o, "digest", v);
+    napi_create_double(env, (double)r->total, &v);
+    napi_set_named_property(env, o, "size", v);
+    napi_resolve_deferred(env, r->deferred, o);
   } else {
     napi_value u;
     napi_get_undefined(env, &u);
     napi_resolve_deferred(env, r->deferred, u);
   }
+  for (int i = 0; i < 4; i++)
+    if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
   napi_delete_async_work(env, r->work);
   req_free(r);
 }
@@ -435,6 +663,57 @@ static napi_value js_tree_xattrs(napi_env env, napi_callback_info info) {
   req_t *r = new_req(env, info, 1, argv, OP_TREE_XATTRS);
   if (!r) return NULL;
   if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, "treeXattrs(dir): bad argument");
+  return start(env, r);
+}
+
+/* hashTar(headers: Buffer, plan: Float64Array, names: Buffer, abort: Int32Array):
+ *   Promise<{ digest: hex string, size }>
+ * The sha256 and length of: for each pair (h, s) of `plan`, the next h bytes of
+ * `headers`, then when s > 0 exactly s bytes of the next NUL-terminated path of `names`
+ * and zeros to a multiple of 512. abort[0] != 0 stops it (ECANCELED). The buffers are
+ * read in place: the caller must not change them until the promise settles. */
+static int ref_view(napi_env env, req_t *r, int slot, napi_value v, napi_typedarray_type want, const void **data, size_t *count) {
+  bool is = false;
+  if (want == napi_uint8_array) {
+    if (napi_is_buffer(env, v, &is) != napi_ok || !is) return 0;
+    void *p;
+    size_t n;
+    if (napi_get_buffer_info(env, v, &p, &n) != napi_ok) return 0;
+    *data = p;
+    *count = n;
+  } else {
+    if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+    napi_typedarray_type t;
+    size_t n, off;
+    void *p;
+    napi_value ab;
+    if (napi_get_typedarray_info(env, v, &t, &n, &p, &ab, &off) != napi_ok || t != want) return 0;
+    *data = p;
+    *count = n;
+  }
+  return napi_create_reference(env, v, 1, &r->refs[slot]) == napi_ok;
+}
+
+static napi_value js_hash_tar(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  req_t *r = new_req(env, info, 4, argv, OP_HASH_TAR);
+  if (!r) return NULL;
+  const void *h, *p, *n, *a;
+  size_t hn, pn, nn, an;
+  int ok = ref_view(env, r, 0, argv[0], napi_uint8_array, &h, &hn) && ref_view(env, r, 1, argv[1], napi_float64_array, &p, &pn) &&
+           ref_view(env, r, 2, argv[2], napi_uint8_array, &n, &nn) && ref_view(env, r, 3, argv[3], napi_int32_array, &a, &an) && an >= 1 && pn % 2 == 0;
+  if (!ok) {
+    for (int i = 0; i < 4; i++)
+      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
+    return bad_args(env, r, "hashTar(headers: Buffer, plan: Float64Array, names: Buffer, abort: Int32Array): bad argument");
+  }
+  r->hdr = h;
+  r->hdr_len = hn;
+  r->plan = p;
+  r->plan_len = pn;
+  r->path_list = n;
+  r->path_list_len = nn;
+  r->abort_flag = a;
   return start(env, r);
 }
 
@@ -554,6 +833,7 @@ static napi_value init(napi_env env, napi_value exports) {
   set_fn(env, exports, "treeXattrs", js_tree_xattrs);
   set_fn(env, exports, "setXattrs", js_set_xattrs);
   set_fn(env, exports, "cloexecAbove", js_cloexec_above);
+  set_fn(env, exports, "hashTar", js_hash_tar);
   napi_value c;
   napi_create_object(env, &c);
   set_int(env, c, "MS_RDONLY", MS_RDONLY);

@@ -1,13 +1,11 @@
 /** Snapshot → deterministic layer tar → content store. */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ContentStore, Digest, SnapshotDiffRecipe, VirtualBlob, VirtualBlobSource } from '../content/index.js';
 import type { Compression, LayerDescriptor } from '../layer/index.js';
 import { MediaTypes, writeLayer } from '../layer/index.js';
 import { snapshotLayout } from '../snapshots/snapshotter.js';
 import type { Snapshotter } from '../snapshots/types.js';
-import { packEntries } from '../tar/writer.js';
+import { hashEntries, packEntries } from '../tar/writer.js';
 import type { TarEntry } from '../tar/types.js';
 import { DEFAULT_MOUNT_STUBS, diffEntries } from './diff-entries.js';
 import { openTarReuse, ReuseSourceError, type LayerReuse } from './reuse.js';
@@ -74,19 +72,8 @@ export async function exportLayer(snapshotter: Snapshotter, key: string, store: 
   const entries = await entriesOf(snapshotter, key, opts, inodes);
   if (opts.compression === 'uncompressed' && opts.virtualMinSize !== undefined && entries.length > 0 && estimatedTarSize(entries) >= opts.virtualMinSize) {
     opts.onVirtual?.();
-    const h = createHash('sha256');
-    let size = 0;
-    await pipeline(
-      packEntries(entries, opts.signal ? { signal: opts.signal } : {}),
-      async (src: AsyncIterable<Buffer>) => {
-        for await (const c of src) {
-          h.update(c);
-          size += c.byteLength;
-        }
-      },
-      opts.signal ? { signal: opts.signal } : {},
-    );
-    const digest: Digest = `sha256:${h.digest('hex')}`;
+    const { digest: hex, size } = await hashEntries(entries, opts.signal ? { signal: opts.signal } : {});
+    const digest: Digest = `sha256:${hex}`;
     return { mediaType: MediaTypes.layer, digest, size, diffId: digest, uncompressedSize: size, empty: false, reusedEntries: 0, stored: false };
   }
   const w: Parameters<typeof writeLayer>[2] = {};

@@ -4,8 +4,10 @@
  * strings and refuses a body for a hand-made 'x' entry), which corrupts
  * `security.capability`; the framing here is ~60 lines and fully under our control.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { isNativeError, native } from '../util/native.js';
 import { encodePaxRecords } from './pax.js';
 import type { TarEntry } from './types.js';
 
@@ -326,4 +328,58 @@ export function packEntries(entries: Iterable<TarEntry> | AsyncIterable<TarEntry
     for (const c of out.take(true)) yield c;
   }
   return Readable.from(gen(), { objectMode: false, highWaterMark: CHUNK });
+}
+
+/**
+ * The sha256 (hex) and byte length of `packEntries(entries)`'s tar without producing it:
+ * the hash-only export of a big layer. With the native addon the file bodies are read
+ * and hashed off the main thread, by two threads (measured on the 1 GiB, 50,000-file
+ * tree: 1.0 s against 2.1 s for packEntries + createHash on the main thread, see
+ * README); without it, or where its node lacks SHA-256, this is that JS pipeline.
+ */
+export async function hashEntries(entries: readonly TarEntry[], opts: { signal?: AbortSignal } = {}): Promise<{ digest: string; size: number }> {
+  const sys = native();
+  if (sys !== undefined) {
+    const headers: Buffer[] = [];
+    const plan = new Float64Array(2 * entries.length + 2);
+    const paths: string[] = [];
+    let i = 0;
+    for (const e of entries) {
+      const size = e.type === 'file' ? e.size : 0;
+      if (size > 0 && e.source === undefined) throw new Error(`tar entry ${e.path}: a non-empty file needs a source`);
+      const h = entryHeader(e);
+      headers.push(h);
+      plan[i++] = h.length;
+      plan[i++] = size;
+      if (size > 0) {
+        if (e.source!.includes('\0')) throw new Error(`tar entry ${e.path}: source path contains NUL`);
+        paths.push(e.source!);
+      }
+    }
+    headers.push(ZERO_BLOCK);
+    plan[i++] = ZERO_BLOCK.length;
+    plan[i++] = 0;
+    const abort = new Int32Array(1);
+    const onAbort = (): void => {
+      abort[0] = 1;
+    };
+    opts.signal?.throwIfAborted();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await sys.hashTar(Buffer.concat(headers), plan, Buffer.from(paths.length > 0 ? `${paths.join('\0')}\0` : '', 'utf8'), abort);
+    } catch (err) {
+      if (isNativeError(err) && err.code === 'ECANCELED') opts.signal?.throwIfAborted();
+      if (isNativeError(err) && err.code === 'ECHANGED') throw new Error(err.message);
+      if (!(isNativeError(err) && err.code === 'ENOSYS')) throw err;
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of packEntries(entries, opts.signal ? { signal: opts.signal } : {})) {
+    h.update(c as Buffer);
+    size += (c as Buffer).byteLength;
+  }
+  return { digest: h.digest('hex'), size };
 }

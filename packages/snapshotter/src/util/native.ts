@@ -18,6 +18,14 @@ export interface NativeSys {
   treeXattrs(dir: string): Promise<(string | Buffer)[]>;
   /** lsetxattr(paths[i], names[i], values[i]) in order; stops at the first failure. */
   setXattrs(paths: readonly string[], names: readonly string[], values: readonly Buffer[]): Promise<void>;
+  /**
+   * The sha256 (hex) and length of a tar laid out by `plan`: for each pair (h, s), the next
+   * h bytes of `headers`, then, when s > 0, exactly s bytes of the next NUL-terminated path
+   * of `paths` (opened O_NOFOLLOW; another size rejects with code ECHANGED) and zeros to a
+   * multiple of 512. One thread reads, another hashes. `abort[0] = 1` stops it (ECANCELED).
+   * The buffers are read in place until the promise settles. ENOSYS: no SHA-256 in this node.
+   */
+  hashTar(headers: Buffer, plan: Float64Array, paths: Buffer, abort: Int32Array): Promise<{ digest: string; size: number }>;
   /** Marks every descriptor above `fd` close-on-exec (synchronous; close_range(2) or a /proc/self/fd walk). */
   cloexecAbove(fd: number): void;
   constants: { MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number; MS_REC: number };
