@@ -80,7 +80,7 @@ static void buf_put_chunk(buf_t *b, const void *p, uint32_t n) {
 
 /* ---- one request ---- */
 
-enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR };
+enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR, OP_SCAN_TREE };
 
 typedef struct {
   napi_async_work work;
@@ -465,6 +465,43 @@ static void do_hash_tar(req_t *r) {
   pthread_cond_destroy(&g.cv);
 }
 
+/* ---- scanTree ---- */
+
+/* One record per entry below the root (the root itself is not one), in walk order:
+ * [u32 path length][path][u32 mode][u32 uid][u32 gid][i64 size][i64 mtime s][i64 mtime ns]
+ * [u64 nlink][u64 dev][u64 ino][u64 rdev], little-endian as the host (x86_64, arm64). */
+static int scan_visit(const char *fpath, const struct stat *sb, int flag, struct FTW *ftw) {
+  req_t *r = tree_req;
+  if (flag == FTW_DNR || flag == FTW_NS) {
+    fail(r, errno ? errno : EACCES, flag == FTW_NS ? "lstat" : "opendir", fpath);
+    return 1;
+  }
+  if (ftw->level == 0) {
+    if (!S_ISDIR(sb->st_mode)) {
+      fail(r, ENOTDIR, "scandir", fpath);
+      return 1;
+    }
+    return 0;
+  }
+  const char *rel = fpath + tree_prefix;
+  if (*rel == '/') rel++;
+  uint32_t u[3] = {(uint32_t)sb->st_mode, (uint32_t)sb->st_uid, (uint32_t)sb->st_gid};
+  int64_t i[3] = {(int64_t)sb->st_size, (int64_t)sb->st_mtim.tv_sec, (int64_t)sb->st_mtim.tv_nsec};
+  uint64_t q[4] = {(uint64_t)sb->st_nlink, (uint64_t)sb->st_dev, (uint64_t)sb->st_ino, (uint64_t)sb->st_rdev};
+  buf_put_chunk(&r->out, rel, (uint32_t)strlen(rel));
+  buf_put(&r->out, u, sizeof u);
+  buf_put(&r->out, i, sizeof i);
+  buf_put(&r->out, q, sizeof q);
+  return r->out.oom ? 1 : 0;
+}
+
+static void do_scan_tree(req_t *r) {
+  tree_req = r;
+  tree_prefix = strlen(r->s[0]);
+  if (nftw(r->s[0], scan_visit, 64, FTW_PHYS) < 0 && !r->err) fail(r, errno, "nftw", r->s[0]);
+  tree_req = NULL;
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   req_t *r = data;
@@ -480,6 +517,9 @@ static void execute(napi_env env, void *data) {
       break;
     case OP_HASH_TAR:
       do_hash_tar(r);
+      break;
+    case OP_SCAN_TREE:
+      do_scan_tree(r);
       break;
     case OP_SET_XATTRS:
       for (size_t i = 0; i < r->count && !r->err; i++) {
@@ -557,6 +597,10 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, r->deferred, make_error(env, r));
   } else if (r->op == OP_TREE_XATTRS) {
     napi_resolve_deferred(env, r->deferred, records(env, &r->out));
+  } else if (r->op == OP_SCAN_TREE) {
+    napi_value b;
+    napi_create_buffer_copy(env, r->out.len, r->out.len ? r->out.data : "", NULL, &b);
+    napi_resolve_deferred(env, r->deferred, b);
   } else if (r->op == OP_HASH_TAR) {
     char hex[65];
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r->digest[i]);
@@ -717,6 +761,15 @@ static napi_value js_hash_tar(napi_env env, napi_callback_info info) {
   return start(env, r);
 }
 
+/* scanTree(dir): Promise<Buffer> (records as described at scan_visit; physical walk) */
+static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  req_t *r = new_req(env, info, 1, argv, OP_SCAN_TREE);
+  if (!r) return NULL;
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, "scanTree(dir): bad argument");
+  return start(env, r);
+}
+
 static int string_array(napi_env env, napi_value arr, char ***out, size_t *count) {
   uint32_t n;
   if (napi_get_array_length(env, arr, &n) != napi_ok) return 0;
@@ -834,6 +887,7 @@ static napi_value init(napi_env env, napi_value exports) {
   set_fn(env, exports, "setXattrs", js_set_xattrs);
   set_fn(env, exports, "cloexecAbove", js_cloexec_above);
   set_fn(env, exports, "hashTar", js_hash_tar);
+  set_fn(env, exports, "scanTree", js_scan_tree);
   napi_value c;
   napi_create_object(env, &c);
   set_int(env, c, "MS_RDONLY", MS_RDONLY);

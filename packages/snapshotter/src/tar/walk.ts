@@ -4,6 +4,8 @@
  */
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { isNativeError, native } from '../util/native.js';
 
 /** A scanned entry: path relative to the scanned root ('' is never included). */
 export interface ScannedEntry {
@@ -50,7 +52,7 @@ class LiteStat implements NodeStat {
   readonly rdev: bigint;
   /** the file type bits as a number (type tests without BigInt arithmetic) */
   private readonly fmt: number;
-  constructor(st: BigIntStats) {
+  constructor(st: Omit<NodeStat, `is${string}`>) {
     this.mode = st.mode;
     this.uid = st.uid;
     this.gid = st.gid;
@@ -118,11 +120,56 @@ export function sortByPath<T>(items: T[], key: (x: T) => string): T[] {
 
 /**
  * Lists every entry below `root` (not following symlinks), sorted bytewise by path.
- * Uses synchronous readdir/lstat in slices, yielding to the event loop every
- * `sliceSize` entries: on local filesystems a sync lstat costs a few µs, while the
- * promise API's thread-pool round trip cost ~35 µs per call here (measured, see README).
+ * With the native addon, one nftw on the thread pool (about half the time of the JS
+ * walk on 50,000 entries, see README). Without it, synchronous readdir/lstat in slices,
+ * yielding to the event loop every `sliceSize` entries: on local filesystems a sync
+ * lstat costs a few µs, while the promise API's thread-pool round trip cost ~35 µs per
+ * call here (measured, see README).
  */
 export async function scanTree(root: string, opts: { sliceSize?: number; signal?: AbortSignal } = {}): Promise<Map<string, NodeStat>> {
+  const sys = native();
+  if (sys !== undefined) {
+    try {
+      const out = decodeScan(await sys.scanTree(root));
+      opts.signal?.throwIfAborted();
+      sortByPath(out, (x) => x.p);
+      return new Map(out.map((x) => [x.p, x.st]));
+    } catch (err) {
+      // a root that is a symlink to a directory: the walk below follows it, as it always did
+      if (!(isNativeError(err) && err.code === 'ENOTDIR')) throw err;
+    }
+  }
+  return scanTreeJs(root, opts);
+}
+
+/** The addon's scan records (see NativeSys.scanTree) as entries. */
+function decodeScan(buf: Buffer): Array<{ p: string; st: NodeStat }> {
+  const out: Array<{ p: string; st: NodeStat }> = [];
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const le = endianness() === 'LE';
+  for (let o = 0; o < buf.length; ) {
+    const n = v.getUint32(o, le);
+    const p = buf.toString('utf8', o + 4, o + 4 + n);
+    o += 4 + n;
+    const st = new LiteStat({
+      mode: BigInt(v.getUint32(o, le)),
+      uid: BigInt(v.getUint32(o + 4, le)),
+      gid: BigInt(v.getUint32(o + 8, le)),
+      size: v.getBigInt64(o + 12, le),
+      mtimeNs: v.getBigInt64(o + 20, le) * 1_000_000_000n + v.getBigInt64(o + 28, le),
+      nlink: v.getBigUint64(o + 36, le),
+      dev: v.getBigUint64(o + 44, le),
+      ino: v.getBigUint64(o + 52, le),
+      rdev: v.getBigUint64(o + 60, le),
+    });
+    o += 68;
+    out.push({ p, st });
+  }
+  return out;
+}
+
+/** scanTree without the addon: readdirSync + lstatSync. */
+async function scanTreeJs(root: string, opts: { sliceSize?: number; signal?: AbortSignal }): Promise<Map<string, NodeStat>> {
   const slice = opts.sliceSize ?? 1024;
   const out: Array<{ p: string; st: NodeStat }> = [];
   const stack: string[] = [''];

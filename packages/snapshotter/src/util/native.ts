@@ -26,6 +26,12 @@ export interface NativeSys {
    * The buffers are read in place until the promise settles. ENOSYS: no SHA-256 in this node.
    */
   hashTar(headers: Buffer, plan: Float64Array, paths: Buffer, abort: Int32Array): Promise<{ digest: string; size: number }>;
+  /**
+   * Every entry below `dir` (physical walk, the root excluded, directory order): records
+   * [u32 path length][path][u32 mode, uid, gid][i64 size, mtime s, mtime ns][u64 nlink, dev, ino, rdev]
+   * in host byte order. ENOTDIR when `dir` itself is not a directory (a symlink included).
+   */
+  scanTree(dir: string): Promise<Buffer>;
   /** Marks every descriptor above `fd` close-on-exec (synchronous; close_range(2) or a /proc/self/fd walk). */
   cloexecAbove(fd: number): void;
   constants: { MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number; MS_REC: number };
