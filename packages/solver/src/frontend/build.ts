@@ -46,7 +46,7 @@ import { fetchGit, fetchHttp, isHttpSource, parseGitRef, writeHeredocs } from '.
 import type { ProgressHandler } from '../progress.js';
 import type { BuildStore } from '../store.js';
 import { explainMiss } from './explain.js';
-import { currentBootId, ensureVolatileStamp, markDurable, syncFilesystem, VOLATILE_LABEL } from './volatile.js';
+import { currentBootId, ensureVolatileStamp, markDurable, pumpWriteback, syncFilesystem, VOLATILE_LABEL } from './volatile.js';
 import { RemoteSession } from '../remote/session.js';
 import type { CacheExportResult, CacheExportSpec } from '../remote/cache-export.js';
 import type { CacheImportSpec } from '../remote/cache-import.js';
@@ -754,9 +754,12 @@ class Builder {
       } else {
         await mountAll(mounts, dir);
       }
+      // overlay: the step writes into the store's filesystem (a copy-backend store may not sync)
+      const stopPump = upper !== undefined ? pumpWriteback(this.store.snapshots.root) : undefined;
       try {
         stubs = await fn(dir);
       } finally {
+        await stopPump?.();
         await unmountAll(dir);
         await rm(dir, { recursive: true, force: true });
       }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ContentStore, exportLayer, openSnapshotter, snapshotDiffRecipe, snapshotDiffSource, type Digest, type Snapshotter } from '@tsbuild/snapshotter';
-import { currentBootId, dropVolatileSnapshots, ensureVolatileStamp, markDurable, VOLATILE_LABEL } from './volatile.js';
+import { currentBootId, dropVolatileSnapshots, ensureVolatileStamp, markDurable, pumpWriteback, VOLATILE_LABEL } from './volatile.js';
 
 async function committed(s: Snapshotter, name: string, parent: string | undefined, labels?: Record<string, string>): Promise<void> {
   await s.prepare(`a-${name}`, parent);
@@ -97,5 +97,46 @@ test('after a reboot, a virtual blob whose volatile snapshot the guard dropped i
     await s.close();
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('the writeback pump syncs once a step has put the threshold into use, and stop waits for it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'tsbuild-pump-'));
+  try {
+    let syncs = 0;
+    let settled = false;
+    let release: () => void = () => {};
+    const sync = (path: string): Promise<void> => {
+      assert.equal(path, dir);
+      syncs++;
+      return new Promise<void>((resolve) => (release = () => ((settled = true), resolve())));
+    };
+    const stop = pumpWriteback(dir, { bytes: 4 << 20, intervalMs: 5, sync });
+    // dirty data counts (statfs subtracts ext4's delayed allocations; tmpfs pages count as used);
+    // space freed elsewhere meanwhile only moves the mark, so keep writing until it fires
+    for (let i = 0; i < 16 && syncs === 0; i++) {
+      await writeFile(join(dir, `f${i}`), Buffer.alloc(16 << 20, i + 1));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    assert.equal(syncs, 1, 'one sync started, and no second one while it is in flight');
+    const stopped = stop().then(() => settled);
+    setTimeout(() => release(), 50);
+    assert.equal(await stopped, true, 'stop resolved only after the sync in flight');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the writeback pump never syncs for a step that writes less than the threshold', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'tsbuild-pump-'));
+  try {
+    let syncs = 0;
+    const stop = pumpWriteback(dir, { bytes: 1 << 30, intervalMs: 5, sync: async () => void syncs++ });
+    await writeFile(join(dir, 'small'), Buffer.alloc(1 << 20, 7));
+    await new Promise((r) => setTimeout(r, 60));
+    await stop();
+    assert.equal(syncs, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -26,7 +26,7 @@
  * discards already (its data is in the page cache anyway).
  */
 import { spawn } from 'node:child_process';
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { bootId, type Snapshotter } from '@tsbuild/snapshotter';
 
@@ -143,6 +143,64 @@ export function syncFilesystem(path: string): Promise<void> {
     p.on('error', reject);
     p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`sync -f ${path} failed (exit ${code}): ${err.trim()}`))));
   });
+}
+
+/** How much newly used space on the store's filesystem starts a writeback during a step. */
+const PUMP_BYTES = 64 * 1024 * 1024;
+const PUMP_INTERVAL_MS = 250;
+
+/**
+ * While a step writes into its snapshot, starts a syncfs of the store's filesystem each
+ * time another {@link PUMP_BYTES} of space went into use (statfs counts ext4's delayed
+ * allocations, so this tracks data that is still dirty), one at a time. Returns the
+ * function that stops it (and waits for a sync in flight).
+ *
+ * Why: with 24 GiB of RAM a step's gigabyte stays dirty until the export's own syncfs,
+ * and on the machine we measure on writing into a large dirty set costs more kernel time
+ * per write. S4's RUN (1 GiB in 50,000 files), 7 alternating pairs of whole builds: 8.1-11.7 s
+ * (median 9.7) with the pump, 9.4-16.9 s (median 12.5) without; its export 1.1-1.2 s
+ * against 1.4-2.0 s, as the export's syncfs finds the data mostly written. Steps that
+ * write less than the threshold never sync; the cost is one statfs per interval.
+ * `TSBUILD_WRITEBACK_PUMP=off` disables it.
+ */
+export function pumpWriteback(
+  path: string,
+  opts: { bytes?: number; intervalMs?: number; sync?: (path: string) => Promise<void> } = {},
+): () => Promise<void> {
+  if (process.env.TSBUILD_WRITEBACK_PUMP === 'off') return async () => {};
+  const threshold = opts.bytes ?? PUMP_BYTES;
+  const sync = opts.sync ?? syncFilesystem;
+  let stopped = false;
+  let mark: number | undefined;
+  let inFlight: Promise<void> | undefined;
+  let polling = false;
+  const poll = async (): Promise<void> => {
+    if (stopped || polling || inFlight !== undefined) return;
+    polling = true;
+    try {
+      const st = await statfs(path);
+      const free = st.bfree * st.bsize;
+      if (mark === undefined || free > mark) mark = free; // space freed meanwhile: measure from here
+      else if (mark - free >= threshold && !stopped) {
+        mark = free;
+        inFlight = sync(path)
+          .catch(() => {}) // best effort: the export's own syncfs decides durability
+          .finally(() => (inFlight = undefined));
+      }
+    } catch {
+      // statfs failed (store gone?): nothing to pump
+    } finally {
+      polling = false;
+    }
+  };
+  void poll();
+  const timer = setInterval(() => void poll(), opts.intervalMs ?? PUMP_INTERVAL_MS);
+  timer.unref();
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await inFlight;
+  };
 }
 
 /**
