@@ -5,6 +5,7 @@
  * (prepare copies the parent tree with `cp -a`, preserving owners, modes, xattrs,
  * hardlinks and special files).
  */
+import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { crashPoint } from '../crash-point.js';
 import { mountAll, unmountAll } from './mount.js';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotRecord, Usage } from './types.js';
 import { pidAlive } from '../util/process.js';
+import { native } from '../util/native.js';
 import { mkdirDurable } from '../content/content-store.js';
 
 /** Options of openSnapshotter. */
@@ -169,7 +171,12 @@ class FsSnapshotter implements Snapshotter {
       const id = await this.meta.nextId();
       const base = join(this.root, 'snapshots', id);
       await rm(base, { recursive: true, force: true });
-      await mkdir(base, { recursive: true, mode: 0o700 });
+      // made under a random name, then renamed: ext4 places a directory below a `+T` one
+      // by a hash of its name (spreadSnapshots), and ids repeat in a store reset to an
+      // earlier state, which would put the new tree where the last one was just deleted
+      const fresh = join(this.root, 'snapshots', `.new-${randomBytes(8).toString('hex')}`);
+      await mkdir(fresh, { mode: 0o700 });
+      await rename(fresh, base);
       if (this.backend === 'copy' && parentRec) {
         await run(['cp', '-a', '--reflink=auto', '--', this.fsDir(parentRec.id), this.fsDir(id)]);
       } else {
@@ -376,6 +383,7 @@ export async function openSnapshotter(root: string, opts: OpenSnapshotterOptions
   const backend = opts.backend ?? 'auto';
   if (!['auto', 'overlay', 'copy'].includes(backend)) throw new SnapshotArgumentError('backend', "'auto', 'overlay' or 'copy'", JSON.stringify(backend));
   await mkdirDurable(join(root, 'snapshots'), 0o700);
+  spreadSnapshots(join(root, 'snapshots'));
   const meta = new MetaStore(root);
   await meta.init();
   let chosen: 'overlay' | 'copy' = 'copy';
@@ -392,4 +400,22 @@ export async function openSnapshotter(root: string, opts: OpenSnapshotterOptions
   const s = new FsSnapshotter(chosen, root, meta, extra);
   await s.recover();
   return s;
+}
+
+/**
+ * Asks ext2/3/4 to place every snapshot directory like a top-level directory (Orlov: in a
+ * block group with few directories), not next to the others. Without it all snapshots
+ * share the block groups near `snapshots/`, and on ext4 without a journal (the machine we
+ * measure on) the inode allocator skips each free inode of a recently deleted file one by
+ * one: after a 50,000-file snapshot was removed, extracting the same tar into a new
+ * snapshot-like directory took 36.8 and 43.1 s (system time), into one below a `+T`
+ * directory 5.3 and 2.0 s. A hint only: skipped without the addon or where the
+ * filesystem has no such flag; a failure never stops the store from opening.
+ */
+function spreadSnapshots(dir: string): void {
+  try {
+    native()?.topDir(dir);
+  } catch {
+    // a placement hint: the store works the same without it
+  }
 }

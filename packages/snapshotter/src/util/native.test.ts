@@ -21,7 +21,7 @@ test('the addon is built (npm ci runs node-gyp) and loads', { skip }, () => {
   setNativeEnabled(true);
   const sys = native();
   assert.ok(sys, 'build/Release/tsbuild_sys.node is missing: run `npm ci` (needs gcc, make, python3)');
-  for (const f of ['mount', 'umount2', 'treeXattrs', 'setXattrs', 'hashTar', 'scanTree'] as const) assert.equal(typeof sys[f], 'function');
+  for (const f of ['mount', 'umount2', 'treeXattrs', 'setXattrs', 'hashTar', 'scanTree', 'topDir'] as const) assert.equal(typeof sys[f], 'function');
   setNativeEnabled(false);
   assert.equal(native(), undefined, 'disabled: the spawn path');
   setNativeEnabled(true);

@@ -32,6 +32,12 @@ export interface NativeSys {
    * in host byte order. ENOTDIR when `dir` itself is not a directory (a symlink included).
    */
   scanTree(dir: string): Promise<Buffer>;
+  /**
+   * Sets FS_TOPDIR_FL (`chattr +T`) on a directory, so ext2/3/4 place its new
+   * subdirectories (and their files) in block groups of their own (synchronous). false
+   * when the filesystem has no such flag.
+   */
+  topDir(dir: string): boolean;
   /** Marks every descriptor above `fd` close-on-exec (synchronous; close_range(2) or a /proc/self/fd walk). */
   cloexecAbove(fd: number): void;
   constants: { MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number; MS_REC: number };
