@@ -23,9 +23,12 @@ await sh(`cat '${blob}' > /dev/null`, { time: false });
 
 const oursDir = join(base, 'apply-ours');
 const baseDir = join(base, 'apply-baseline');
-// Fresh, empty target dirs before every run, flushed (sync) outside the timing: on this
-// ext4 (mounted with `discard`) the freeing of a previous run's tree otherwise lands in
-// the next run's journal commits.
+// Fresh, empty target dirs before every run, flushed (sync) outside the timing. Both sides
+// extract next to where the previous runs' trees were just deleted: on ext4 without a
+// journal (the machine we measure on) the inode allocator then skips every recently
+// deleted inode one by one, so file creation on both sides costs more from run to run
+// (the snapshotter README, "Placement", has the measurements); builds avoid it by giving
+// each snapshot block groups of its own, this bench keeps both sides on equal terms.
 const fresh = async () => {
   for (const d of [oursDir, baseDir]) await rm(d, { recursive: true, force: true });
   for (const d of [oursDir, baseDir]) await mkdir(d);

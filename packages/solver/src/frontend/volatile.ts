@@ -159,7 +159,9 @@ const PUMP_INTERVAL_MS = 250;
  * and on the machine we measure on writing into a large dirty set costs more kernel time
  * per write. S4's RUN (1 GiB in 50,000 files), 7 alternating pairs of whole builds: 8.1-11.7 s
  * (median 9.7) with the pump, 9.4-16.9 s (median 12.5) without; its export 1.1-1.2 s
- * against 1.4-2.0 s, as the export's syncfs finds the data mostly written. Steps that
+ * against 1.4-2.0 s, as the export's syncfs finds the data mostly written (with snapshots
+ * in block groups of their own, see the snapshotter's placement: medians 5.7 s against 6.5 s,
+ * export 1.0-1.3 s against 1.4-1.6 s). Steps that
  * write less than the threshold never sync; the cost is one statfs per interval.
  * `TSBUILD_WRITEBACK_PUMP=off` disables it.
  */
