@@ -710,13 +710,18 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return start(env, r);
 }
 
+/* A call whose one argument is a directory path: starts `op` on it. */
+static napi_value dir_op(napi_env env, napi_callback_info info, enum op op, const char *usage) {
+  napi_value argv[1];
+  req_t *r = new_req(env, info, 1, argv, op);
+  if (!r) return NULL;
+  if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, usage);
+  return start(env, r);
+}
+
 /* treeXattrs(dir): Promise<[rel, name, Buffer, ...]> (physical walk; '' is dir itself) */
 static napi_value js_tree_xattrs(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  req_t *r = new_req(env, info, 1, argv, OP_TREE_XATTRS);
-  if (!r) return NULL;
-  if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, "treeXattrs(dir): bad argument");
-  return start(env, r);
+  return dir_op(env, info, OP_TREE_XATTRS, "treeXattrs(dir): bad argument");
 }
 
 /* hashTar(headers: Buffer, plan: Float64Array, names: Buffer, abort: Int32Array):
@@ -772,11 +777,7 @@ static napi_value js_hash_tar(napi_env env, napi_callback_info info) {
 
 /* scanTree(dir): Promise<Buffer> (records as described at scan_visit; physical walk) */
 static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  req_t *r = new_req(env, info, 1, argv, OP_SCAN_TREE);
-  if (!r) return NULL;
-  if ((r->s[0] = dup_string(env, argv[0])) == NULL) return bad_args(env, r, "scanTree(dir): bad argument");
-  return start(env, r);
+  return dir_op(env, info, OP_SCAN_TREE, "scanTree(dir): bad argument");
 }
 
 static int string_array(napi_env env, napi_value arr, char ***out, size_t *count) {

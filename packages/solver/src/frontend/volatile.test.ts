@@ -100,9 +100,18 @@ test('after a reboot, a virtual blob whose volatile snapshot the guard dropped i
   }
 });
 
-test('the writeback pump syncs once a step has put the threshold into use, and stop waits for it', async () => {
+/** Runs `fn` on a new temporary directory and removes it after. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'tsbuild-pump-'));
   try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('the writeback pump syncs once a step has put the threshold into use, and stop waits for it', () =>
+  inTempDir(async (dir) => {
     let syncs = 0;
     let settled = false;
     let release: () => void = () => {};
@@ -122,21 +131,14 @@ test('the writeback pump syncs once a step has put the threshold into use, and s
     const stopped = stop().then(() => settled);
     setTimeout(() => release(), 50);
     assert.equal(await stopped, true, 'stop resolved only after the sync in flight');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('the writeback pump never syncs for a step that writes less than the threshold', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'tsbuild-pump-'));
-  try {
+test('the writeback pump never syncs for a step that writes less than the threshold', () =>
+  inTempDir(async (dir) => {
     let syncs = 0;
     const stop = pumpWriteback(dir, { bytes: 1 << 30, intervalMs: 5, sync: async () => void syncs++ });
     await writeFile(join(dir, 'small'), Buffer.alloc(1 << 20, 7));
     await new Promise((r) => setTimeout(r, 60));
     await stop();
     assert.equal(syncs, 0);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
