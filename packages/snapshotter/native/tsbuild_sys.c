@@ -884,6 +884,10 @@ static napi_value js_cloexec_above(napi_env env, napi_callback_info info) {
  * instead of next to `dir`, and the subdirectory's files follow it. Synchronous: an
  * open and two ioctls. true when the flag is set (already or now); false when the
  * filesystem has no such flag (ENOTTY, EOPNOTSUPP, EINVAL, EPERM, EACCES); other errors throw. */
+static int no_such_flag(int err) {
+  return err == ENOTTY || err == EOPNOTSUPP || err == EINVAL || err == EPERM || err == EACCES;
+}
+
 static napi_value js_top_dir(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args_of(env, info, 1, argv)) return NULL;
@@ -899,16 +903,13 @@ static napi_value js_top_dir(napi_env env, napi_callback_info info) {
     fail(&r, errno, "open", path);
   } else {
     int flags = 0;
-    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
-      if (flags & FS_TOPDIR_FL) set = 1;
-      else {
-        flags |= FS_TOPDIR_FL;
-        if (ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0) set = 1;
-        else if (errno != ENOTTY && errno != EOPNOTSUPP && errno != EINVAL && errno != EPERM && errno != EACCES) fail(&r, errno, "ioctl", path);
-      }
-    } else if (errno != ENOTTY && errno != EOPNOTSUPP && errno != EINVAL && errno != EPERM && errno != EACCES) {
-      fail(&r, errno, "ioctl", path);
+    int ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    if (ok && !(flags & FS_TOPDIR_FL)) {
+      flags |= FS_TOPDIR_FL;
+      ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
     }
+    if (ok) set = 1;
+    else if (!no_such_flag(errno)) fail(&r, errno, "ioctl", path);
     close(fd);
   }
   free(path);
