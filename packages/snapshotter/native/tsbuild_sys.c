@@ -1,8 +1,10 @@
 /*
  * tsbuild_sys: the few Linux system calls the snapshotter otherwise reaches by spawning
  * mount(8), umount(8), getfattr and setfattr: mount(2), umount2(2), and the l*xattr
- * family; and hashTar, the sha256 of a layer tar read straight from the files (the
- * hash-only export of a big layer: one thread reads, another hashes). Every call runs on
+ * family; hashTar, the sha256 of a layer tar read straight from the files (the
+ * hash-only export of a big layer: one thread reads, another hashes); scanTree; and
+ * writeFiles, a batch of a layer's small regular files created on a pool thread (the
+ * applier keeps two batches in flight: file creation scales with threads). Every call runs on
  * libuv's thread pool (napi_async_work) and returns a Promise; failures reject with an
  * Error carrying `code` (the errno name, as Node's fs errors do), `errno` (negative, as
  * Node's), `syscall` and `path`.
@@ -89,7 +91,7 @@ static void buf_put_chunk(buf_t *b, const void *p, uint32_t n) {
 
 /* ---- one request ---- */
 
-enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR, OP_SCAN_TREE };
+enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR, OP_SCAN_TREE, OP_WRITE_FILES };
 
 typedef struct {
   napi_async_work work;
@@ -113,6 +115,10 @@ typedef struct {
   const char *path_list;
   size_t path_list_len;
   const int32_t *abort_flag;
+  /* write files: the bodies' chunks (the caller's Buffers, held by refs[2]) */
+  const uint8_t **chunk_ptr;
+  size_t *chunk_len;
+  size_t chunk_count;
   unsigned char digest[32];
   uint64_t total;
   /* result */
@@ -146,6 +152,8 @@ static void req_free(req_t *r) {
   free(r->names);
   free(r->values);
   free(r->value_lens);
+  free(r->chunk_ptr);
+  free(r->chunk_len);
   free(r->err_path);
   free(r->msg);
   free(r->out.data);
@@ -511,6 +519,56 @@ static void do_scan_tree(req_t *r) {
   tree_req = NULL;
 }
 
+/* ---- writeFiles ---- */
+
+/* Each file of the batch, in order: created (O_EXCL, never through a symlink), its
+ * chunks written, chowned when meta asks, chmodded after the chown (which clears
+ * setuid/setgid), its times set, closed. Stops at the first failure. */
+#define WF_FIELDS 6
+#define WF_CHOWN 1
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void do_write_files(req_t *r) {
+  size_t poff = 0, ci = 0;
+  for (size_t f = 0; f < r->plan_len && !r->err; f += WF_FIELDS) {
+    const double *m = r->plan + f;
+    const char *path = r->path_list + poff;
+    size_t pl = strnlen(path, r->path_list_len - poff);
+    size_t n = (size_t)m[0];
+    if (poff + pl >= r->path_list_len || n > r->chunk_count - ci) {
+      fail(r, EINVAL, "writeFiles", NULL);
+      return;
+    }
+    poff += pl + 1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      fail(r, errno, "open", path);
+      return;
+    }
+    for (size_t k = 0; k < n && !r->err; k++)
+      if (write_all(fd, r->chunk_ptr[ci + k], r->chunk_len[ci + k]) != 0) fail(r, errno, "write", path);
+    ci += n;
+    if (!r->err && ((int)m[5] & WF_CHOWN) && fchown(fd, (uid_t)m[1], (gid_t)m[2]) != 0) fail(r, errno, "fchown", path);
+    if (!r->err && fchmod(fd, (mode_t)m[3]) != 0) fail(r, errno, "fchmod", path);
+    struct timespec ts[2] = {{(time_t)m[4], 0}, {(time_t)m[4], 0}};
+    if (!r->err && futimens(fd, ts) != 0) fail(r, errno, "futimens", path);
+    if (close(fd) != 0) fail(r, errno, "close", path);
+  }
+  if (!r->err && (poff != r->path_list_len || ci != r->chunk_count)) fail(r, EINVAL, "writeFiles", NULL);
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   req_t *r = data;
@@ -529,6 +587,9 @@ static void execute(napi_env env, void *data) {
       break;
     case OP_SCAN_TREE:
       do_scan_tree(r);
+      break;
+    case OP_WRITE_FILES:
+      do_write_files(r);
       break;
     case OP_SET_XATTRS:
       for (size_t i = 0; i < r->count && !r->err; i++) {
@@ -780,6 +841,53 @@ static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
   return dir_op(env, info, OP_SCAN_TREE, "scanTree(dir): bad argument");
 }
 
+/* writeFiles(paths: Buffer, meta: Float64Array, chunks: Buffer[]): Promise<void>
+ * Creates the files of one batch in order (see do_write_files): the i-th NUL-terminated
+ * path of `paths` gets the next meta[6i] Buffers of `chunks` as its content, then
+ * uid meta[6i+1] and gid meta[6i+2] when meta[6i+5] & 1, mode meta[6i+3], mtime and
+ * atime meta[6i+4] (whole seconds). The buffers are read in place: the caller must not
+ * change them until the promise settles. */
+static napi_value js_write_files(napi_env env, napi_callback_info info) {
+  static const char usage[] = "writeFiles(paths: Buffer, meta: Float64Array, chunks: Buffer[]): bad argument";
+  napi_value argv[3];
+  req_t *r = new_req(env, info, 3, argv, OP_WRITE_FILES);
+  if (!r) return NULL;
+  const void *p, *m;
+  size_t pn, mn;
+  uint32_t cn = 0;
+  bool is_array = false;
+  int ok = ref_view(env, r, 0, argv[0], napi_uint8_array, &p, &pn) && ref_view(env, r, 1, argv[1], napi_float64_array, &m, &mn) && mn % WF_FIELDS == 0 &&
+           napi_is_array(env, argv[2], &is_array) == napi_ok && is_array && napi_get_array_length(env, argv[2], &cn) == napi_ok &&
+           napi_create_reference(env, argv[2], 1, &r->refs[2]) == napi_ok;
+  if (ok) {
+    r->chunk_ptr = calloc(cn ? cn : 1, sizeof *r->chunk_ptr);
+    r->chunk_len = calloc(cn ? cn : 1, sizeof *r->chunk_len);
+    ok = r->chunk_ptr && r->chunk_len;
+  }
+  for (uint32_t i = 0; ok && i < cn; i++) {
+    napi_value v;
+    bool isbuf = false;
+    void *d;
+    size_t len;
+    ok = napi_get_element(env, argv[2], i, &v) == napi_ok && napi_is_buffer(env, v, &isbuf) == napi_ok && isbuf && napi_get_buffer_info(env, v, &d, &len) == napi_ok;
+    if (ok) {
+      r->chunk_ptr[i] = d;
+      r->chunk_len[i] = len;
+    }
+  }
+  if (!ok) {
+    for (int i = 0; i < 4; i++)
+      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
+    return bad_args(env, r, usage);
+  }
+  r->chunk_count = cn;
+  r->path_list = p;
+  r->path_list_len = pn;
+  r->plan = m;
+  r->plan_len = mn;
+  return start(env, r);
+}
+
 static int string_array(napi_env env, napi_value arr, char ***out, size_t *count) {
   uint32_t n;
   if (napi_get_array_length(env, arr, &n) != napi_ok) return 0;
@@ -944,6 +1052,7 @@ static napi_value init(napi_env env, napi_value exports) {
   set_fn(env, exports, "hashTar", js_hash_tar);
   set_fn(env, exports, "scanTree", js_scan_tree);
   set_fn(env, exports, "topDir", js_top_dir);
+  set_fn(env, exports, "writeFiles", js_write_files);
   napi_value c;
   napi_create_object(env, &c);
   set_int(env, c, "MS_RDONLY", MS_RDONLY);

@@ -41,6 +41,8 @@ import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { LayerLimitError, UnsafeLayerError } from '../errors.js';
 import { fdPath, openExact } from '../util/exact-path.js';
+import { native } from '../util/native.js';
+import { BATCH_MAX_FILE, FileBatches } from './file-batches.js';
 import { readTar } from '../tar/reader.js';
 import type { ReadEntry } from '../tar/reader.js';
 import { run, writeXattrs } from '../tar/system.js';
@@ -133,6 +135,7 @@ function lstatOrUndefined(p: string): Stats | undefined {
 
 /** Splits an archive name into safe components, or throws. */
 function components(entryName: string, name: string): string[] {
+  if (name.includes('\0')) throw new UnsafeLayerError(entryName, 'expected a name without NUL bytes, found one with');
   const parts = name.split('/').filter((c) => c !== '' && c !== '.');
   if (parts.includes('..')) throw new UnsafeLayerError(entryName, 'expected a path inside the layer root, found a ".." component');
   return parts;
@@ -173,11 +176,16 @@ class Applier {
   private readonly ownGroup = new Map<string, boolean>();
   private readonly euid = process.geteuid?.() ?? -1;
   private readonly egid = process.getegid?.() ?? -1;
+  /** Small regular files go to the addon's thread-pool writer (see file-batches.ts for the ordering contract). */
+  readonly batches: FileBatches | undefined;
 
   constructor(
     private readonly root: string,
     private readonly opts: ApplyOptions,
-  ) {}
+  ) {
+    const sys = native();
+    this.batches = sys ? new FileBatches(sys) : undefined;
+  }
 
   private abs(parts: readonly string[]): string {
     return parts.length === 0 ? this.root : join(this.root, ...parts);
@@ -234,14 +242,34 @@ class Applier {
   }
 
   entry(e: ReadEntry): void | Promise<void> {
-    const name = e.rawName;
-    const parts = components(name, e.path);
+    const parts = components(e.rawName, e.path);
     if (parts.length === 0) {
       // The root itself: keep the target's own metadata.
       return;
     }
+    if (this.batches && !this.batches.idle && this.mayNeedQueued(e, parts)) return this.batches.flush().then(() => this.entryNow(e, parts));
+    return this.entryNow(e, parts);
+  }
+
+  /**
+   * Could this entry's outcome depend on a file still queued in {@link batches}? Cheap
+   * and conservative: hardlinks, whiteouts, parents not resolved yet (their lookup reads
+   * the tree) and names this layer already created.
+   */
+  private mayNeedQueued(e: ReadEntry, parts: readonly string[]): boolean {
+    if (e.type === 'link') return true;
     const base = parts[parts.length - 1]!;
-    const parent = this.resolveDir(name, parts.slice(0, -1), true)!;
+    if (base.startsWith(WH)) return true;
+    const parent = this.resolved.get(parts.slice(0, -1).join('/'));
+    if (parent === undefined) return true;
+    return this.created.has(parent.length === 0 ? base : `${parent.join('/')}/${base}`);
+  }
+
+  private entryNow(e: ReadEntry, parts: string[]): void | Promise<void> {
+    const name = e.rawName;
+    const base = parts[parts.length - 1]!;
+    const parentParts = parts.slice(0, -1);
+    const parent = this.resolveDir(name, parentParts, true)!;
     const parentRel = parent.join('/');
     if (base.startsWith(WH)) {
       if (base === OPAQUE) {
@@ -271,6 +299,8 @@ class Applier {
     const parentFresh = this.fresh.has(parentRel);
     const existing = parentFresh && !this.created.has(rel) && !this.implicit.has(rel) ? undefined : lstatOrUndefined(abs);
     if (existing && !(existing.isDirectory() && e.type === 'directory')) {
+      // A removal: queued files may be below what goes (nothing has changed yet, so the entry starts over).
+      if (this.batches && !this.batches.idle) return this.batches.flush().then(() => this.entryNow(e, parts));
       if (!existing.isFile()) this.forget();
       rmSync(abs, { recursive: true, force: true });
     }
@@ -281,11 +311,15 @@ class Applier {
           mkdirSync(abs, { mode: 0o700 });
           this.fresh.add(rel);
         }
+        // A real directory now (made, or found by lstat): its children's parent needs no lookup.
+        this.resolved.set(parts.join('/'), rel.split('/'));
         this.dirs.push({ rel, uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime });
         break;
-      case 'file':
-        done = this.file(e, abs, this.newFilesGetOurGroup(parentRel));
+      case 'file': {
+        const chown = !(this.newFilesGetOurGroup(parentRel) && e.uid === this.euid && e.gid === this.egid);
+        done = this.batches && e.size <= BATCH_MAX_FILE ? this.queueFile(e, abs, chown) : this.file(e, abs, chown);
         break;
+      }
       case 'symlink':
         symlinkSync(e.linkname ?? '', abs);
         lchownSync(abs, e.uid, e.gid);
@@ -330,18 +364,27 @@ class Applier {
     return ok;
   }
 
-  private async file(e: ReadEntry, abs: string, ownGroup: boolean): Promise<void> {
+  /**
+   * `chown` is false when the new file is ours (euid) with our egid already: no setgid
+   * parent gives it the parent's group, so the chown would change nothing.
+   */
+  private async file(e: ReadEntry, abs: string, chown: boolean): Promise<void> {
     const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
       for await (const chunk of e.body) writeAllSync(fd, chunk);
-      // A new file is ours (euid) with our egid unless a setgid parent gave it the
-      // parent's group: then the chown would change nothing.
-      if (!(ownGroup && e.uid === this.euid && e.gid === this.egid)) fchownSync(fd, e.uid, e.gid);
+      if (chown) fchownSync(fd, e.uid, e.gid);
       fchmodSync(fd, e.mode); // after chown: chown clears setuid/setgid
       futimesSync(fd, e.mtime, e.mtime);
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** A small file: its body collected (the reader's chunks, not copied) and queued. */
+  private async queueFile(e: ReadEntry, abs: string, chown: boolean): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of e.body) chunks.push(chunk);
+    await this.batches!.add(abs, chunks, e.size, { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime, chown });
   }
 
   private async special(e: ReadEntry, abs: string): Promise<void> {
@@ -366,6 +409,7 @@ class Applier {
   }
 
   async finish(): Promise<void> {
+    await this.batches?.flush();
     if (this.whiteouts.length > 0) {
       const todo: string[] = [];
       for (const w of this.whiteouts) if (!lstatOrUndefined(join(this.root, w))) todo.push(w);
@@ -417,13 +461,19 @@ export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDi
     }
   }
   let entries = 0;
-  for await (const e of readTar(counted(tar as AsyncIterable<Buffer>))) {
-    opts.signal?.throwIfAborted();
-    if (++entries > lim.maxEntries) throw new LayerLimitError('entries', lim.maxEntries, entries, `at ${JSON.stringify(e.rawName)}`);
-    if (e.size > budget - read.bytes) throw new LayerLimitError('bytes', budget, read.bytes + e.size, `${JSON.stringify(e.rawName)} claims ${e.size} bytes; ${why}`);
-    const pending = a.entry(e);
-    if (pending !== undefined) await pending;
+  try {
+    for await (const e of readTar(counted(tar as AsyncIterable<Buffer>))) {
+      opts.signal?.throwIfAborted();
+      if (++entries > lim.maxEntries) throw new LayerLimitError('entries', lim.maxEntries, entries, `at ${JSON.stringify(e.rawName)}`);
+      if (e.size > budget - read.bytes) throw new LayerLimitError('bytes', budget, read.bytes + e.size, `${JSON.stringify(e.rawName)} claims ${e.size} bytes; ${why}`);
+      const pending = a.entry(e);
+      if (pending !== undefined) await pending;
+    }
+    await a.finish();
+  } catch (err) {
+    // Nothing of this apply may still be writing when the caller discards the target.
+    await a.batches?.settle();
+    throw err;
   }
-  await a.finish();
   return { entries };
 }

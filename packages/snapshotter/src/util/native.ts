@@ -33,6 +33,14 @@ export interface NativeSys {
    */
   scanTree(dir: string): Promise<Buffer>;
   /**
+   * Creates one batch of regular files, in order, on one pool thread: the i-th
+   * NUL-terminated path of `paths` (O_CREAT|O_EXCL|O_NOFOLLOW) gets the next `meta[6i]`
+   * buffers of `chunks` as its content; then chown to `meta[6i+1]`/`meta[6i+2]` when
+   * `meta[6i+5] & 1`, chmod `meta[6i+3]`, atime and mtime `meta[6i+4]` (whole seconds).
+   * Stops at the first failure. The buffers are read in place until the promise settles.
+   */
+  writeFiles(paths: Buffer, meta: Float64Array, chunks: readonly Buffer[]): Promise<void>;
+  /**
    * Sets FS_TOPDIR_FL (`chattr +T`) on a directory, so ext2/3/4 place its new
    * subdirectories (and their files) in block groups of their own (synchronous). false
    * when the filesystem has no such flag.
