@@ -51,6 +51,14 @@ extern __typeof(EVP_DigestUpdate) EVP_DigestUpdate __attribute__((weak));
 extern __typeof(EVP_DigestFinal_ex) EVP_DigestFinal_ex __attribute__((weak));
 extern __typeof(EVP_sha256) EVP_sha256 __attribute__((weak));
 
+/* inflate from the zlib inside the node process (Chromium's, as node's own zlib module
+ * uses), bound weakly as OpenSSL above: without them gunzipOpen returns null. */
+#include <zlib.h>
+extern __typeof(inflateInit2_) inflateInit2_ __attribute__((weak));
+extern __typeof(inflate) inflate __attribute__((weak));
+extern __typeof(inflateReset) inflateReset __attribute__((weak));
+extern __typeof(inflateEnd) inflateEnd __attribute__((weak));
+
 #define CHECK(call)                                  \
   do {                                               \
     if ((call) != napi_ok) {                         \
@@ -91,7 +99,9 @@ static void buf_put_chunk(buf_t *b, const void *p, uint32_t n) {
 
 /* ---- one request ---- */
 
-enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR, OP_SCAN_TREE, OP_WRITE_FILES };
+enum op { OP_MOUNT, OP_UMOUNT, OP_TREE_XATTRS, OP_SET_XATTRS, OP_HASH_TAR, OP_SCAN_TREE, OP_WRITE_FILES, OP_GUNZIP };
+
+typedef struct gz gz_t;
 
 typedef struct {
   napi_async_work work;
@@ -119,14 +129,20 @@ typedef struct {
   const uint8_t **chunk_ptr;
   size_t *chunk_len;
   size_t chunk_count;
+  /* gunzip: the stream (held by refs[0]) and the caller's output Buffer (refs[1]) */
+  gz_t *gz;
+  uint8_t *out_ptr;
+  size_t out_len, produced;
   unsigned char digest[32];
   uint64_t total;
   /* result */
   int err;
   const char *syscall;
   char *err_path;
-  /* a message of our own (code ECHANGED): a file whose size changed while it was read */
+  /* a message of our own (code ECHANGED unless `code` says otherwise): a file whose
+   * size changed while it was read, a corrupt gzip stream */
   char *msg;
+  const char *code;
   buf_t out;
 } req_t;
 
@@ -569,6 +585,97 @@ static void do_write_files(req_t *r) {
   if (!r->err && (poff != r->path_list_len || ci != r->chunk_count)) fail(r, EINVAL, "writeFiles", NULL);
 }
 
+/* ---- gunzip ---- */
+
+/* A gzip file inflated into the caller's buffers, one gunzipRead at a time (the JS side
+ * never starts a read before the last one settled). Concatenated members are one
+ * stream; after a member, a zero byte ends it (padding, ignored), as in node's zlib.
+ * Optionally the sha256 of the output (a layer's diffID). */
+#define GZ_IN (1 << 20)
+
+struct gz {
+  int fd;
+  z_stream z;
+  unsigned char *in;
+  int in_eof;     /* the file is read to its end */
+  int member_end; /* the last inflate() ended a member */
+  int finished;   /* no more output */
+  EVP_MD_CTX *md;
+};
+
+static void gz_free(gz_t *g) {
+  if (!g) return;
+  if (g->fd >= 0) close(g->fd);
+  inflateEnd(&g->z);
+  free(g->in);
+  if (g->md) EVP_MD_CTX_free(g->md);
+  free(g);
+}
+
+static void gz_corrupt(req_t *r, const char *code, const char *what) {
+  if (r->err) return;
+  fail(r, EINVAL, "inflate", NULL);
+  r->code = code;
+  r->msg = strdup(what);
+}
+
+static int gz_fill(req_t *r, gz_t *g) {
+  for (;;) {
+    ssize_t n = read(g->fd, g->in, GZ_IN);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      fail(r, errno, "read", NULL);
+      return -1;
+    }
+    if (n == 0) g->in_eof = 1;
+    g->z.next_in = g->in;
+    g->z.avail_in = (uInt)n;
+    return 0;
+  }
+}
+
+static void do_gunzip(req_t *r) {
+  gz_t *g = r->gz;
+  g->z.next_out = r->out_ptr;
+  g->z.avail_out = (uInt)r->out_len;
+  while (g->z.avail_out > 0 && !g->finished) {
+    if (g->z.avail_in == 0 && !g->in_eof && gz_fill(r, g) != 0) break;
+    if (g->member_end) {
+      /* as node's zlib: the end (the file's, or zero padding), else another member */
+      if ((g->z.avail_in == 0 && g->in_eof) || (g->z.avail_in > 0 && g->z.next_in[0] == 0)) {
+        g->finished = 1;
+        break;
+      }
+      if (g->z.avail_in == 0) continue; /* read more first */
+      if (inflateReset(&g->z) != Z_OK) {
+        gz_corrupt(r, "Z_STREAM_ERROR", "inflateReset failed");
+        break;
+      }
+      g->member_end = 0;
+    }
+    if (g->z.avail_in == 0 && g->in_eof) {
+      gz_corrupt(r, "Z_BUF_ERROR", "unexpected end of file");
+      break;
+    }
+    int ret = inflate(&g->z, Z_NO_FLUSH);
+    if (ret == Z_STREAM_END) {
+      g->member_end = 1;
+    } else if (ret == Z_BUF_ERROR) {
+      /* no progress: more input is read above, or the file ended inside a member */
+      if (g->in_eof && g->z.avail_in == 0) {
+        gz_corrupt(r, "Z_BUF_ERROR", "unexpected end of file");
+        break;
+      }
+    } else if (ret != Z_OK) {
+      gz_corrupt(r, ret == Z_DATA_ERROR ? "Z_DATA_ERROR" : ret == Z_MEM_ERROR ? "Z_MEM_ERROR" : ret == Z_NEED_DICT ? "Z_NEED_DICT" : "Z_STREAM_ERROR",
+                 g->z.msg ? g->z.msg : "invalid gzip data");
+      break;
+    }
+  }
+  r->produced = r->out_len - g->z.avail_out;
+  if (!r->err && g->md && r->produced > 0 && EVP_DigestUpdate(g->md, r->out_ptr, r->produced) != 1) fail(r, EIO, "EVP_DigestUpdate", NULL);
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   req_t *r = data;
@@ -590,6 +697,9 @@ static void execute(napi_env env, void *data) {
       break;
     case OP_WRITE_FILES:
       do_write_files(r);
+      break;
+    case OP_GUNZIP:
+      do_gunzip(r);
       break;
     case OP_SET_XATTRS:
       for (size_t i = 0; i < r->count && !r->err; i++) {
@@ -619,7 +729,7 @@ static const char *errno_name(int e) {
 
 static napi_value make_error(napi_env env, req_t *r) {
   char msg[4600];
-  const char *code = r->msg ? "ECHANGED" : errno_name(r->err);
+  const char *code = r->code ? r->code : r->msg ? "ECHANGED" : errno_name(r->err);
   if (r->msg) snprintf(msg, sizeof msg, "%s", r->msg);
   else if (r->err_path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(r->err), r->syscall, r->err_path);
   else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(r->err), r->syscall);
@@ -671,6 +781,10 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_value b;
     napi_create_buffer_copy(env, r->out.len, r->out.len ? r->out.data : "", NULL, &b);
     napi_resolve_deferred(env, r->deferred, b);
+  } else if (r->op == OP_GUNZIP) {
+    napi_value n;
+    napi_create_double(env, (double)r->produced, &n);
+    napi_resolve_deferred(env, r->deferred, n);
   } else if (r->op == OP_HASH_TAR) {
     char hex[65];
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r->digest[i]);
@@ -888,6 +1002,136 @@ static napi_value js_write_files(napi_env env, napi_callback_info info) {
   return start(env, r);
 }
 
+/* gunzipOpen(path, hash: boolean): object | null (synchronous: open, 3 bytes read)
+ * null when the file is not gzip (no 1f 8b 08 magic) or this node has no zlib (or, with
+ * `hash`, no SHA-256) to bind; errors of open/read throw. */
+static void gz_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  gz_free(data);
+}
+
+static napi_value js_gunzip_open(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  if (!args_of(env, info, 2, argv)) return NULL;
+  bool hash = false;
+  char *path = dup_string(env, argv[0]);
+  if (!path || napi_get_value_bool(env, argv[1], &hash) != napi_ok) {
+    free(path);
+    napi_throw_type_error(env, NULL, "gunzipOpen(path: string, hash: boolean): bad argument");
+    return NULL;
+  }
+  napi_get_null(env, &out);
+  if (!inflateInit2_ || !inflate || !inflateReset || !inflateEnd || (hash && (!EVP_MD_CTX_new || !EVP_sha256))) {
+    free(path);
+    return out;
+  }
+  req_t r = {0};
+  gz_t *g = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  unsigned char magic[3];
+  ssize_t n = -1;
+  if (fd < 0) fail(&r, errno, "open", path);
+  else if ((n = pread(fd, magic, 3, 0)) < 0) fail(&r, errno, "pread", path);
+  if (!r.err && n == 3 && magic[0] == 0x1f && magic[1] == 0x8b && magic[2] == 0x08) {
+    g = calloc(1, sizeof *g);
+    if (g) {
+      g->fd = fd;
+      fd = -1;
+      g->in = malloc(GZ_IN);
+      int ok = g->in && inflateInit2(&g->z, 16 + MAX_WBITS) == Z_OK;
+      if (ok && hash) ok = (g->md = EVP_MD_CTX_new()) != NULL && EVP_DigestInit_ex(g->md, EVP_sha256(), NULL) == 1;
+      if (!ok) {
+        if (!g->in) fail(&r, ENOMEM, "malloc", NULL);
+        else fail(&r, ENOMEM, "inflateInit2", NULL);
+        free(g->in);
+        if (g->md) EVP_MD_CTX_free(g->md);
+        close(g->fd);
+        free(g);
+        g = NULL;
+      }
+    } else {
+      fail(&r, ENOMEM, "malloc", NULL);
+    }
+  }
+  if (fd >= 0) close(fd);
+  free(path);
+  if (r.err) {
+    napi_throw(env, make_error(env, &r));
+    free(r.err_path);
+    return NULL;
+  }
+  if (g && napi_create_external(env, g, gz_finalize, NULL, &out) != napi_ok) {
+    gz_free(g);
+    napi_throw_error(env, NULL, "napi_create_external failed");
+    return NULL;
+  }
+  return out;
+}
+
+static gz_t *gz_of(napi_env env, napi_value v) {
+  napi_valuetype t;
+  void *p = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/* gunzipRead(stream, out: Buffer): Promise<number> — inflates into `out` until it is
+ * full or the stream ends: the bytes written (0: the end). One read at a time per
+ * stream; `out` must stay unchanged until the promise settles. A corrupt or truncated
+ * stream rejects with code Z_DATA_ERROR / Z_BUF_ERROR (as node's zlib). */
+static napi_value js_gunzip_read(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  req_t *r = new_req(env, info, 2, argv, OP_GUNZIP);
+  if (!r) return NULL;
+  const void *o;
+  size_t on;
+  r->gz = gz_of(env, argv[0]);
+  int ok = r->gz != NULL && r->gz->fd >= 0 && napi_create_reference(env, argv[0], 1, &r->refs[0]) == napi_ok &&
+           ref_view(env, r, 1, argv[1], napi_uint8_array, &o, &on) && on > 0 && on <= UINT32_MAX;
+  if (!ok) {
+    for (int i = 0; i < 4; i++)
+      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
+    return bad_args(env, r, "gunzipRead(stream: from gunzipOpen, out: non-empty Buffer): bad argument");
+  }
+  r->out_ptr = (uint8_t *)o;
+  r->out_len = on;
+  return start(env, r);
+}
+
+/* gunzipClose(stream): string | null (synchronous) — frees the stream; the hex sha256 of
+ * all output when it was opened with `hash` and read to its end, else null. Never while
+ * a read is in flight. */
+static napi_value js_gunzip_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  if (!args_of(env, info, 1, argv)) return NULL;
+  gz_t *g = gz_of(env, argv[0]);
+  if (!g) {
+    napi_throw_type_error(env, NULL, "gunzipClose(stream: from gunzipOpen): bad argument");
+    return NULL;
+  }
+  napi_get_null(env, &out);
+  if (g->fd < 0) return out;
+  if (g->md && g->finished) {
+    unsigned char d[32];
+    unsigned int dl = 0;
+    if (EVP_DigestFinal_ex(g->md, d, &dl) == 1 && dl == 32) {
+      char hex[65];
+      for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+      napi_create_string_utf8(env, hex, 64, &out);
+    }
+  }
+  /* the External keeps the struct until it is collected; release what it holds now */
+  close(g->fd);
+  g->fd = -1;
+  inflateEnd(&g->z);
+  free(g->in);
+  g->in = NULL;
+  if (g->md) EVP_MD_CTX_free(g->md);
+  g->md = NULL;
+  return out;
+}
+
 static int string_array(napi_env env, napi_value arr, char ***out, size_t *count) {
   uint32_t n;
   if (napi_get_array_length(env, arr, &n) != napi_ok) return 0;
@@ -1053,6 +1297,9 @@ static napi_value init(napi_env env, napi_value exports) {
   set_fn(env, exports, "scanTree", js_scan_tree);
   set_fn(env, exports, "topDir", js_top_dir);
   set_fn(env, exports, "writeFiles", js_write_files);
+  set_fn(env, exports, "gunzipOpen", js_gunzip_open);
+  set_fn(env, exports, "gunzipRead", js_gunzip_read);
+  set_fn(env, exports, "gunzipClose", js_gunzip_close);
   napi_value c;
   napi_create_object(env, &c);
   set_int(env, c, "MS_RDONLY", MS_RDONLY);

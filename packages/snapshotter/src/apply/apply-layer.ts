@@ -36,6 +36,7 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -47,6 +48,9 @@ import { readTar } from '../tar/reader.js';
 import type { ReadEntry } from '../tar/reader.js';
 import { run, writeXattrs } from '../tar/system.js';
 import type { Xattrs } from '../tar/system.js';
+import type { Digest } from '../content/index.js';
+import { LAYER_BLOB, type LayerBlobHint } from '../layer/open-layer-stream.js';
+import { openNativeGunzip, type NativeGunzip } from '../layer/native-gunzip.js';
 
 /** Options of applyLayer. */
 export interface ApplyOptions {
@@ -63,6 +67,8 @@ export interface ApplyOptions {
    * enables the expansion-ratio cap of {@link LayerLimits.maxRatio}.
    */
   compressedSize?: number;
+  /** Also compute the sha256 of the whole tar stream (the layer's diffID): {@link ApplyResult.diffId}. */
+  diffId?: boolean;
 }
 
 /**
@@ -100,6 +106,8 @@ export const DEFAULT_LAYER_LIMITS: Readonly<Required<LayerLimits>> = Object.free
 /** What applyLayer did. */
 export interface ApplyResult {
   entries: number;
+  /** `sha256:<hex>` of the tar stream read to its end, with {@link ApplyOptions.diffId}. */
+  diffId?: Digest;
 }
 
 const MAX_SYMLINK_FOLLOWS = 40;
@@ -380,11 +388,12 @@ class Applier {
     }
   }
 
-  /** A small file: its body collected (the reader's chunks, not copied) and queued. */
+  /** A small file: queued, its body copied into the batch as it is read (the reader's buffers may be reused). */
   private async queueFile(e: ReadEntry, abs: string, chown: boolean): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of e.body) chunks.push(chunk);
-    await this.batches!.add(abs, chunks, e.size, { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime, chown });
+    const body = this.batches!.reserve(abs, e.size, { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime, chown });
+    let off = 0;
+    for await (const chunk of e.body) off += chunk.copy(body, off);
+    await this.batches!.added();
   }
 
   private async special(e: ReadEntry, abs: string): Promise<void> {
@@ -435,6 +444,28 @@ class Applier {
 }
 
 /**
+ * The gzip blob behind an openLayerStream stream, inflated by the addon into reused
+ * buffers (native-gunzip.ts), or undefined: not such a stream, no addon, not gzip, or no
+ * blob file (a virtual blob): then the stream is read. The stream is not started yet
+ * (Readable.from is lazy) and is destroyed here when it is not needed.
+ */
+function nativeSource(tar: Readable | AsyncIterable<Buffer>, hash: boolean): NativeGunzip | undefined {
+  const hint = (tar as { [LAYER_BLOB]?: LayerBlobHint })[LAYER_BLOB];
+  if (hint === undefined) return undefined;
+  // only a stream nobody has started reading: the blob is then read from its beginning
+  const r = tar as Readable;
+  if (r.readableDidRead || r.readableFlowing !== null || r.destroyed) return undefined;
+  let gz: NativeGunzip | undefined;
+  try {
+    gz = openNativeGunzip(hint.path, hint.digest, { hash });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+  }
+  if (gz !== undefined) (tar as Readable).destroy();
+  return gz;
+}
+
+/**
  * Applies an uncompressed layer tar to `targetDir` (see the module comment for the
  * safety rules). Throws UnsafeLayerError / InvalidTarError; on error the target may be
  * partially written, so callers apply into a fresh snapshot and discard it on failure.
@@ -453,16 +484,19 @@ export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDi
     }
   }
   const read = { bytes: 0 };
+  const gz = nativeSource(tar, opts.diffId === true);
+  const hash = opts.diffId === true && gz === undefined ? createHash('sha256') : undefined;
   async function* counted(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of src) {
       read.bytes += chunk.length;
       if (read.bytes > budget) throw new LayerLimitError('bytes', budget, read.bytes, why);
+      hash?.update(chunk);
       yield chunk;
     }
   }
   let entries = 0;
   try {
-    for await (const e of readTar(counted(tar as AsyncIterable<Buffer>))) {
+    for await (const e of readTar(counted(gz?.chunks ?? (tar as AsyncIterable<Buffer>)))) {
       opts.signal?.throwIfAborted();
       if (++entries > lim.maxEntries) throw new LayerLimitError('entries', lim.maxEntries, entries, `at ${JSON.stringify(e.rawName)}`);
       if (e.size > budget - read.bytes) throw new LayerLimitError('bytes', budget, read.bytes + e.size, `${JSON.stringify(e.rawName)} claims ${e.size} bytes; ${why}`);
@@ -475,5 +509,6 @@ export async function applyLayer(tar: Readable | AsyncIterable<Buffer>, targetDi
     await a.batches?.settle();
     throw err;
   }
-  return { entries };
+  const diffId: Digest | undefined = gz !== undefined ? gz.digest() : hash !== undefined ? `sha256:${hash.digest('hex')}` : undefined;
+  return diffId === undefined ? { entries } : { entries, diffId };
 }

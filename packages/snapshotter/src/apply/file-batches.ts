@@ -1,8 +1,8 @@
 /**
  * Regular files of a layer created off the main thread, in batches: the applier hands
- * each small file (path in a parent it verified, whole body, metadata) to
- * {@link FileBatches.add}; full batches go to the addon's `writeFiles`, which creates
- * them on a thread-pool thread, two batches at a time. File creation is kernel work that
+ * each small file (path in a parent it verified, metadata) to {@link FileBatches.reserve}
+ * and copies its body into the batch's arena; full batches go to the addon's
+ * `writeFiles`, which creates them on a thread-pool thread, two batches at a time. File creation is kernel work that
  * scales with threads (two `tar -x` of disjoint halves of the bench tree: 4.9–5.1 s
  * against 8.1–9.2 s for one), and the main thread keeps parsing the tar meanwhile.
  *
@@ -21,7 +21,9 @@ const BATCH_FILES = 128;
 /** Batches on the thread pool at once (libuv has four threads; the inflate needs one). */
 const IN_FLIGHT = 2;
 /** Bigger files are written by the caller, streaming (their bodies are not held whole). */
-export const BATCH_MAX_FILE = 4 << 20;
+export const BATCH_MAX_FILE = 1 << 20;
+/** A batch's bodies live in one arena, reused once the batch is written (room for a full batch plus one largest file). */
+const ARENA = BATCH_BYTES + BATCH_MAX_FILE;
 
 const CHOWN = 1;
 
@@ -38,36 +40,50 @@ export interface FileMeta {
 class Batch {
   readonly paths: string[] = [];
   readonly meta: number[] = [];
-  readonly chunks: Buffer[] = [];
+  readonly bodies: Buffer[] = [];
   bytes = 0;
+  constructor(readonly arena: Buffer) {}
 }
 
 export class FileBatches {
-  private cur = new Batch();
+  private cur: Batch | undefined;
   private readonly inFlight: Promise<void>[] = [];
+  private readonly arenas: Buffer[] = [];
   private failure: { err: unknown } | undefined;
 
   constructor(private readonly sys: Pick<NativeSys, 'writeFiles'>) {}
 
   /** Nothing queued or in flight. */
   get idle(): boolean {
-    return this.cur.paths.length === 0 && this.inFlight.length === 0;
+    return this.cur === undefined && this.inFlight.length === 0;
   }
 
   /**
-   * Queues a file of `chunks` (not copied: they must stay unchanged). Returns a promise
-   * when the caller must wait before queuing more (the batches in flight are full), else
-   * undefined.
+   * Queues a file of `size` bytes (at most {@link BATCH_MAX_FILE}) and returns the room
+   * for its body: the caller fills it before its next call here, then calls
+   * {@link added}. Bodies are copies, so the caller's buffers are free again at once.
    */
-  add(path: string, chunks: Buffer[], bytes: number, m: FileMeta): Promise<void> | undefined {
+  reserve(path: string, size: number, m: FileMeta): Buffer {
     this.rethrow();
     if (path.includes('\0')) throw new TypeError(`expected a path without NUL bytes, found ${JSON.stringify(path)}`);
-    const b = this.cur;
+    if (!(size >= 0 && size <= BATCH_MAX_FILE)) throw new RangeError(`expected a file of at most ${BATCH_MAX_FILE} bytes, found ${size}`);
+    if (this.cur !== undefined && this.cur.bytes + size > this.cur.arena.length) this.send();
+    const b = (this.cur ??= new Batch(this.arenas.pop() ?? Buffer.allocUnsafe(ARENA)));
+    const body = b.arena.subarray(b.bytes, b.bytes + size);
     b.paths.push(path);
-    b.meta.push(chunks.length, m.uid, m.gid, m.mode, m.mtime, m.chown ? CHOWN : 0);
-    for (const c of chunks) b.chunks.push(c);
-    b.bytes += bytes;
-    if (b.bytes < BATCH_BYTES && b.paths.length < BATCH_FILES) return undefined;
+    b.meta.push(size > 0 ? 1 : 0, m.uid, m.gid, m.mode, m.mtime, m.chown ? CHOWN : 0);
+    if (size > 0) b.bodies.push(body);
+    b.bytes += size;
+    return body;
+  }
+
+  /**
+   * The reserved file's body is filled. Returns a promise when the caller must wait before
+   * queuing more (the batches in flight are full), else undefined.
+   */
+  added(): Promise<void> | undefined {
+    const b = this.cur;
+    if (b === undefined || (b.bytes < BATCH_BYTES && b.paths.length < BATCH_FILES)) return undefined;
     this.send();
     return this.inFlight.length >= IN_FLIGHT ? this.waitOldest() : undefined;
   }
@@ -81,18 +97,24 @@ export class FileBatches {
 
   /** Waits for what is in flight without sending more and without throwing (for error paths). */
   async settle(): Promise<void> {
-    this.cur = new Batch();
+    this.cur = undefined;
     await Promise.allSettled(this.inFlight.splice(0));
   }
 
   private send(): void {
     const b = this.cur;
-    if (b.paths.length === 0) return;
-    this.cur = new Batch();
+    if (b === undefined) return;
+    this.cur = undefined;
     const paths = Buffer.from(`${b.paths.join('\0')}\0`);
-    const p = this.sys.writeFiles(paths, Float64Array.from(b.meta), b.chunks).catch((err: unknown) => {
-      this.failure ??= { err };
-    });
+    const p = this.sys.writeFiles(paths, Float64Array.from(b.meta), b.bodies).then(
+      () => {
+        this.arenas.push(b.arena);
+      },
+      (err: unknown) => {
+        this.failure ??= { err };
+        this.arenas.push(b.arena);
+      },
+    );
     this.inFlight.push(p);
   }
 

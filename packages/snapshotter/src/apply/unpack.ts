@@ -1,7 +1,6 @@
 /** Unpacking image layers into committed snapshots named by chainID. */
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import type { ContentStore, Digest } from '../content/index.js';
 import { DigestMismatchError, SnapshotExistsError, SnapshotNotFoundError, SnapshotStateError } from '../errors.js';
 import { openLayerStream } from '../layer/index.js';
@@ -54,33 +53,18 @@ export async function unpackImage(
       const key = `extract-${randomBytes(8).toString('hex')} ${id}`;
       const mounts = await snapshotter.prepare(key, parent);
       try {
-        const hash = createHash('sha256');
-        const tee = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            hash.update(chunk);
-            cb(null, chunk);
-          },
-        });
-        const src = openLayerStream(store, layer);
-        src.on('error', (e) => tee.destroy(e));
-        // The error reaches us through tee's iterator (applyLayer, then the drain below),
-        // which can be between listeners when it fires: without this, pipe() re-emits it
-        // as an uncaught exception (seen with a gzip blob whose trailer is cut).
-        tee.on('error', () => undefined);
-        src.pipe(tee);
-        const apply = async (dir: string): Promise<void> => {
-          const aopts: ApplyOptions = {};
+        const apply = async (dir: string): Promise<Digest | undefined> => {
+          const aopts: ApplyOptions = { diffId: true };
           if (opts.signal) aopts.signal = opts.signal;
           if (opts.limits) aopts.limits = opts.limits;
           if (layer.size !== undefined) aopts.compressedSize = layer.size;
-          await applyLayer(tee, dir, aopts);
-          // Read to the end so the whole stream is hashed (trailing padding).
-          for await (const _ of tee) void _;
+          // the applier hashes the whole tar (to its end, trailing padding included)
+          return (await applyLayer(openLayerStream(store, layer), dir, aopts)).diffId;
         };
-        if (snapshotter.backend === 'overlay') await withMount(mounts, apply, { parent: join(snapshotter.root, 'mnt') });
-        else await apply((await snapshotLayout(snapshotter, key)).dir);
+        const actual =
+          snapshotter.backend === 'overlay' ? await withMount(mounts, apply, { parent: join(snapshotter.root, 'mnt') }) : await apply((await snapshotLayout(snapshotter, key)).dir);
         crashPoint('unpack-layer');
-        const actual: Digest = `sha256:${hash.digest('hex')}`;
+        if (actual === undefined) throw new Error('applyLayer gave no diffId');
         if (actual !== layer.diffId) throw new DigestMismatchError(layer.diffId, actual);
         try {
           await snapshotter.commit(id, key, opts.labels !== undefined ? { labels: opts.labels } : undefined);

@@ -9,6 +9,19 @@ import { zstdDecompressStream } from './zstd.js';
 /** The part of the content store that openLayerStream needs (ContentStore satisfies it). */
 export interface LayerProvider {
   createReadStream(d: Digest): Readable;
+  /**
+   * Where the blob's file would be (ContentStore's layout). When given, applyLayer may
+   * inflate a gzip blob from that file itself (the addon; see native-gunzip.ts) instead
+   * of reading the stream; a blob that is not there (a virtual one) is read as a stream.
+   */
+  blobPath?(d: Digest): string;
+}
+
+/** Set on openLayerStream's stream when the provider has blobPath: what applyLayer needs to read the blob itself. */
+export const LAYER_BLOB: unique symbol = Symbol('tsbuild.layerBlob');
+export interface LayerBlobHint {
+  path: string;
+  digest: Digest;
 }
 
 /** Layer media types accepted by {@link openLayerStream} (OCI and Docker, incl. non-distributable). */
@@ -96,5 +109,10 @@ export function openLayerStream(store: LayerProvider, desc: { digest: Digest; me
       src.destroy();
     }
   }
-  return Readable.from(decompressed(), { objectMode: false, highWaterMark: OUT_CHUNK });
+  const out = Readable.from(decompressed(), { objectMode: false, highWaterMark: OUT_CHUNK });
+  if (typeof store.blobPath === 'function') {
+    const hint: LayerBlobHint = { path: store.blobPath(digest), digest };
+    Object.defineProperty(out, LAYER_BLOB, { value: hint });
+  }
+  return out;
 }

@@ -153,7 +153,7 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
         else if (k === 'uid') uid = Number(v.toString('utf8'));
         else if (k === 'gid') gid = Number(v.toString('utf8'));
         else if (k === 'mtime') mtime = Math.floor(Number(v.toString('utf8')));
-        else if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+        else if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), Buffer.from(v)); // a copy: the source's buffers may be reused
       }
     }
     pax = undefined;

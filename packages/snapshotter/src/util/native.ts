@@ -41,6 +41,20 @@ export interface NativeSys {
    */
   writeFiles(paths: Buffer, meta: Float64Array, chunks: readonly Buffer[]): Promise<void>;
   /**
+   * Opens a gzip file for {@link gunzipRead} (synchronous: open and a 3-byte read); null
+   * when it is not gzip, or this node has no zlib (or, with `hash`, no SHA-256) to bind.
+   */
+  gunzipOpen(path: string, hash: boolean): object | null;
+  /**
+   * Inflates into `out` until it is full or the stream ends; resolves to the bytes written
+   * (0: the end). Concatenated members are one stream; a zero byte after a member ends it
+   * (padding, ignored), as in node's zlib. Corrupt or truncated: rejects with
+   * code Z_DATA_ERROR / Z_BUF_ERROR. One read at a time per stream.
+   */
+  gunzipRead(stream: object, out: Buffer): Promise<number>;
+  /** Frees the stream (never during a read): the hex sha256 of all output when opened with `hash` and read to the end, else null. */
+  gunzipClose(stream: object): string | null;
+  /**
    * Sets FS_TOPDIR_FL (`chattr +T`) on a directory, so ext2/3/4 place its new
    * subdirectories (and their files) in block groups of their own (synchronous). false
    * when the filesystem has no such flag.
