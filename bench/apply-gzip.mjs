@@ -21,16 +21,23 @@ const store = await L.ContentStore.open(storeRoot);
 const blob = store.blobPath(layer.digest);
 await sh(`cat '${blob}' > /dev/null`, { time: false });
 
-const oursDir = join(base, 'apply-ours');
-const baseDir = join(base, 'apply-baseline');
-// Fresh, empty target dirs before every run, flushed (sync) outside the timing. Both sides
-// extract next to where the previous runs' trees were just deleted: on ext4 without a
-// journal (the machine we measure on) the inode allocator then skips every recently
-// deleted inode one by one, so file creation on both sides costs more from run to run
-// (the snapshotter README, "Placement", has the measurements); builds avoid it by giving
-// each snapshot block groups of its own, this bench keeps both sides on equal terms.
+// Every run extracts into a new, empty directory below a `chattr +T` parent, and nothing
+// is deleted until the end. On ext4 without a journal (the machine we measure on) file
+// creation next to a recently deleted tree costs 5-20x more (the inode allocator skips
+// every recently freed inode one by one; the snapshotter README, "Placement", has the
+// measurements), and which side meets that depended on the run order: with +T each new
+// top directory gets block groups of its own, as a snapshot does in a build.
+const runsDir = join(base, 'apply-runs');
+await rm(runsDir, { recursive: true, force: true });
+await mkdir(runsDir);
+await sh(`chattr +T '${runsDir}' 2>/dev/null || true`, { time: false });
+let n = 0;
+let oursDir = '';
+let baseDir = '';
 const fresh = async () => {
-  for (const d of [oursDir, baseDir]) await rm(d, { recursive: true, force: true });
+  n++;
+  oursDir = join(runsDir, `ours-${n}`);
+  baseDir = join(runsDir, `baseline-${n}`);
   for (const d of [oursDir, baseDir]) await mkdir(d);
   await sh('sync', { time: false });
 };
@@ -40,7 +47,7 @@ const runs = await alternate(
   fresh,
 );
 const ours = runs.ours[runs.ours.length - 1];
-for (const d of [oursDir, baseDir, storeRoot]) await rm(d, { recursive: true, force: true });
+for (const d of [runsDir, storeRoot]) await rm(d, { recursive: true, force: true });
 
 const r = {
   bench: 'apply-gzip',
