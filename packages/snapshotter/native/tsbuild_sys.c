@@ -854,8 +854,11 @@ static req_t *new_req(napi_env env, napi_callback_info info, size_t n, napi_valu
   return r;
 }
 
-/* Frees a request whose arguments did not parse and throws a TypeError naming the call. */
+/* Frees a request whose arguments did not parse (and the references it took) and throws
+ * a TypeError naming the call. */
 static napi_value bad_args(napi_env env, req_t *r, const char *usage) {
+  for (int i = 0; i < 4; i++)
+    if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
   req_free(r);
   napi_throw_type_error(env, NULL, usage);
   return NULL;
@@ -935,11 +938,7 @@ static napi_value js_hash_tar(napi_env env, napi_callback_info info) {
   size_t hn, pn, nn, an;
   int ok = ref_view(env, r, 0, argv[0], napi_uint8_array, &h, &hn) && ref_view(env, r, 1, argv[1], napi_float64_array, &p, &pn) &&
            ref_view(env, r, 2, argv[2], napi_uint8_array, &n, &nn) && ref_view(env, r, 3, argv[3], napi_int32_array, &a, &an) && an >= 1 && pn % 2 == 0;
-  if (!ok) {
-    for (int i = 0; i < 4; i++)
-      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
-    return bad_args(env, r, "hashTar(headers: Buffer, plan: Float64Array, names: Buffer, abort: Int32Array): bad argument");
-  }
+  if (!ok) return bad_args(env, r, "hashTar(headers: Buffer, plan: Float64Array, names: Buffer, abort: Int32Array): bad argument");
   r->hdr = h;
   r->hdr_len = hn;
   r->plan = p;
@@ -989,11 +988,7 @@ static napi_value js_write_files(napi_env env, napi_callback_info info) {
       r->chunk_len[i] = len;
     }
   }
-  if (!ok) {
-    for (int i = 0; i < 4; i++)
-      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
-    return bad_args(env, r, usage);
-  }
+  if (!ok) return bad_args(env, r, usage);
   r->chunk_count = cn;
   r->path_list = p;
   r->path_list_len = pn;
@@ -1089,11 +1084,7 @@ static napi_value js_gunzip_read(napi_env env, napi_callback_info info) {
   r->gz = gz_of(env, argv[0]);
   int ok = r->gz != NULL && r->gz->fd >= 0 && napi_create_reference(env, argv[0], 1, &r->refs[0]) == napi_ok &&
            ref_view(env, r, 1, argv[1], napi_uint8_array, &o, &on) && on > 0 && on <= UINT32_MAX;
-  if (!ok) {
-    for (int i = 0; i < 4; i++)
-      if (r->refs[i]) napi_delete_reference(env, r->refs[i]);
-    return bad_args(env, r, "gunzipRead(stream: from gunzipOpen, out: non-empty Buffer): bad argument");
-  }
+  if (!ok) return bad_args(env, r, "gunzipRead(stream: from gunzipOpen, out: non-empty Buffer): bad argument");
   r->out_ptr = (uint8_t *)o;
   r->out_len = on;
   return start(env, r);
