@@ -258,6 +258,13 @@ export class CacheController {
     if (!dryRun && doomed.length > 0) {
       const before = await this.snapshotOverhead();
       for (const s of doomed) {
+        // a build may have held it since the leases were read: read them again right before
+        // (what a build holds after this point, it holds before its own lookup: see build.ts onChain)
+        if (this.heldNow(s.key, Date.parse(s.created))) {
+          const i = snapshots.findIndex((x) => x.key === s.key);
+          if (i >= 0) snapshots.splice(i, 1);
+          continue;
+        }
         try {
           await this.store.snapshots.remove(s.key);
         } catch (err) {
@@ -277,12 +284,14 @@ export class CacheController {
     const blobs: { digest: string; size: number }[] = [];
     for (const [d, size] of a.blobSizes) {
       if (referenced.has(d)) continue;
+      const path = a.virtual.has(d) ? this.store.content.virtualPath(d as Digest) : this.store.content.blobPath(d as Digest);
       if (cutoff !== undefined) {
-        const path = a.virtual.has(d) ? this.store.content.virtualPath(d as Digest) : this.store.content.blobPath(d as Digest);
         const st = await stat(path).catch(() => undefined);
         if (!st || st.mtimeMs >= cutoff) continue;
       }
       if (!dryRun) {
+        const st = await stat(path).catch(() => undefined);
+        if (st && this.heldNow(d, st.mtimeMs)) continue;
         try {
           await this.store.content.delete(d as Digest);
         } catch (err) {
@@ -295,6 +304,15 @@ export class CacheController {
     }
     const records = removed.map((r) => a.usage.get(r.key)!);
     return { dryRun, records, blobs, snapshots, reclaimed };
+  }
+
+  /**
+   * Whether a live lease holds `ref` now, or started early enough to protect something
+   * created at `createdMs` (the same rules as the listing's, read again from the index).
+   */
+  private heldNow(ref: string, createdMs: number): boolean {
+    const live = this.store.db.liveLeases(isAlive);
+    return live.refs.has(ref) || (live.oldest !== undefined && createdMs >= live.oldest - 2000);
   }
 
   // ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import {
   diffTarStream,
   exportLayer,
   mountAll,
+  SnapshotNotFoundError,
   snapshotDiffRecipe,
   writeLayer,
   unmountAll,
@@ -707,6 +708,22 @@ class Builder {
     addHistory(state.config, { ...created, created_by: historyText, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }) });
   }
 
+  /**
+   * Runs `use` on the committed snapshot of a chain of layers. A `cache prune` whose pass
+   * read the leases before this build held the chain may still remove that snapshot
+   * between the lookup and `use` (its prepare or view then finds no parent): the chain is
+   * held by now, so no later pass takes it, and it is unpacked again once.
+   */
+  private async onChain<T>(layers: readonly LayerRef[], use: (parent: string | undefined) => Promise<T>): Promise<T> {
+    const parent = await this.parentSnapshot(layers);
+    try {
+      return await use(parent);
+    } catch (err) {
+      if (!(err instanceof SnapshotNotFoundError) || parent === undefined || err.key !== parent) throw err;
+      return use(await this.parentSnapshot(layers));
+    }
+  }
+
   /** The committed snapshot holding a chain of layers (unpacked from the store if needed). */
   private async parentSnapshot(layers: readonly LayerRef[]): Promise<string | undefined> {
     if (layers.length === 0) return undefined;
@@ -729,9 +746,8 @@ class Builder {
     vertex?: string,
     stubOpts: { keep?: readonly string[]; beforeMount?: (upper: string) => Promise<void>; reuse?: () => LayerReuse | undefined } = {},
   ): Promise<LayerRef | null> {
-    const parent = await this.parentSnapshot(layers);
     const active = `active-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const mounts = await this.store.snapshots.prepare(active, parent);
+    const mounts = await this.onChain(layers, (parent) => this.store.snapshots.prepare(active, parent));
     let committed = false;
     let volatileBoot: string | undefined;
     try {
@@ -1196,9 +1212,8 @@ class Builder {
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
       return { dir };
     }
-    const parent = await this.parentSnapshot(layers);
     const key = `view-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const mounts = await this.store.snapshots.view(key, parent);
+    const mounts = await this.onChain(layers, (parent) => this.store.snapshots.view(key, parent));
     await mountAll(mounts, dir);
     cleanups.push(async () => {
       await unmountAll(dir);
