@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { statfsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, rmdir, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildStore } from '../store.js';
@@ -86,7 +86,17 @@ describe('disk full (ENOSPC) on an 8 MiB store', { concurrency: false }, () => {
     const many = await makeContext({});
     try {
       await mkdir(join(many, 'many'));
-      for (let i = 0; i < 3000; i++) await writeFile(join(many, 'many', `file-${String(i).padStart(6, '0')}-${'n'.repeat(60)}`), '');
+      // mtimes in the future: no file is memoised at hashing time (the memo takes only files
+      // older than the racy window), so whether the memo is written before the RUN no longer
+      // depends on how long creating the files took. (One CI run failed here with runc unable
+      // to store its state, i.e. the space was gone before the index write; this timing was
+      // the one writer found that varies, not shown to be the cause.)
+      const future = Date.now() / 1000 + 3600;
+      for (let i = 0; i < 3000; i++) {
+        const f = join(many, 'many', `file-${String(i).padStart(6, '0')}-${'n'.repeat(60)}`);
+        await writeFile(f, '');
+        await utimes(f, future, future);
+      }
       const fs = statfsSync(root);
       const free = fs.bavail * fs.bsize;
       const leave = 512 * 1024;
