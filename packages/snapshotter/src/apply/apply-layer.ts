@@ -276,8 +276,7 @@ class Applier {
   private entryNow(e: ReadEntry, parts: string[]): void | Promise<void> {
     const name = e.rawName;
     const base = parts[parts.length - 1]!;
-    const parentParts = parts.slice(0, -1);
-    const parent = this.resolveDir(name, parentParts, true)!;
+    const parent = this.resolveDir(name, parts.slice(0, -1), true)!;
     const parentRel = parent.join('/');
     if (base.startsWith(WH)) {
       if (base === OPAQUE) {

@@ -257,12 +257,15 @@ export class CacheController {
     let reclaimed = 0;
     if (!dryRun && doomed.length > 0) {
       const before = await this.snapshotOverhead();
+      const kept = (key: string): void => {
+        const i = snapshots.findIndex((x) => x.key === key);
+        if (i >= 0) snapshots.splice(i, 1);
+      };
       for (const s of doomed) {
         // a build may have held it since the leases were read: read them again right before
         // (what a build holds after this point, it holds before its own lookup: see build.ts onChain)
         if (this.heldNow(s.key, Date.parse(s.created))) {
-          const i = snapshots.findIndex((x) => x.key === s.key);
-          if (i >= 0) snapshots.splice(i, 1);
+          kept(s.key);
           continue;
         }
         try {
@@ -270,8 +273,7 @@ export class CacheController {
         } catch (err) {
           // a concurrent build prepared a child on it since the listing: it is in use, keep it
           if ((err as { code?: string }).code !== 'FAILED_PRECONDITION') throw err;
-          const i = snapshots.findIndex((x) => x.key === s.key);
-          if (i >= 0) snapshots.splice(i, 1);
+          kept(s.key);
         }
       }
       const after = await this.snapshotOverhead();
@@ -285,12 +287,10 @@ export class CacheController {
     for (const [d, size] of a.blobSizes) {
       if (referenced.has(d)) continue;
       const path = a.virtual.has(d) ? this.store.content.virtualPath(d as Digest) : this.store.content.blobPath(d as Digest);
-      if (cutoff !== undefined) {
-        const st = await stat(path).catch(() => undefined);
-        if (!st || st.mtimeMs >= cutoff) continue;
-      }
+      const st = cutoff !== undefined || !dryRun ? await stat(path).catch(() => undefined) : undefined;
+      if (cutoff !== undefined && (!st || st.mtimeMs >= cutoff)) continue;
       if (!dryRun) {
-        const st = await stat(path).catch(() => undefined);
+        // as for snapshots: a build may have held it since the leases were read
         if (st && this.heldNow(d, st.mtimeMs)) continue;
         try {
           await this.store.content.delete(d as Digest);
