@@ -21,9 +21,61 @@ export interface ContextEntry {
   mtimeMs: number;
   ctimeMs: number;
   ino: number;
+  /** the filesystem's device number (with `ino`, the file's identity) */
+  dev: number;
+  /** hard links to the inode, anywhere on its filesystem */
+  nlink: number;
+  /** the device a character or block device node stands for */
+  rdev: number;
   uid: number;
   gid: number;
   linkTarget?: string;
+}
+
+/** What an `other` entry is: a FIFO, a socket, or a character or block device node. */
+export type SpecialKind = 'fifo' | 'socket' | 'char' | 'block';
+
+const S_IFMT = 0o170000;
+const SPECIAL_KINDS: ReadonlyMap<number, SpecialKind> = new Map([
+  [0o010000, 'fifo'],
+  [0o140000, 'socket'],
+  [0o020000, 'char'],
+  [0o060000, 'block'],
+]);
+
+/** The kind of an `other` entry, from its mode's file type bits. */
+export function specialKind(e: ContextEntry): SpecialKind {
+  const k = SPECIAL_KINDS.get(e.mode & S_IFMT);
+  if (k === undefined) throw new BuildError(`${JSON.stringify(e.rel)} has an unknown file type (mode ${e.mode.toString(8)})`, 'INTERNAL');
+  return k;
+}
+
+/** Major and minor number of a device number (glibc's encoding, as Linux stat reports it). */
+export function devNumbers(rdev: number): [major: number, minor: number] {
+  const r = BigInt(rdev);
+  const major = Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
+  const minor = Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
+  return [major, minor];
+}
+
+/**
+ * The hard-link groups of one directory source, as BuildKit's copy keeps them: every
+ * regular file sharing its inode with an earlier file of the same source (in path order)
+ * maps to that first file, which is copied; the later ones become links to the copy.
+ * Links to files outside the source, and separate sources, are not grouped.
+ */
+export function hardlinkAnchors(m: SourceMatch): Map<ContextEntry, ContextEntry> {
+  const anchors = new Map<ContextEntry, ContextEntry>();
+  if (m.root.type !== 'dir') return anchors;
+  const first = new Map<string, ContextEntry>();
+  for (const e of m.entries) {
+    if (e.type !== 'file' || e.nlink < 2) continue;
+    const id = `${e.dev}:${e.ino}`;
+    const a = first.get(id);
+    if (a === undefined) first.set(id, e);
+    else anchors.set(e, a);
+  }
+  return anchors;
 }
 
 /** The files one COPY/ADD source matched: the matched root and everything beneath it. */
@@ -164,6 +216,9 @@ export class BuildContext {
       mtimeMs: st.mtimeMs,
       ctimeMs: st.ctimeMs,
       ino: st.ino,
+      dev: st.dev,
+      nlink: st.nlink,
+      rdev: st.rdev,
       uid: st.uid,
       gid: st.gid,
       linkTarget: type === 'symlink' ? readlinkSync(abs) : undefined,
@@ -341,18 +396,22 @@ export class BuildContext {
       const pending: Promise<void>[] = [];
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
-        if (e.type !== 'file') digests[i] = e.type === 'symlink' ? `link:${e.linkTarget}` : e.type;
+        if (e.type !== 'file') digests[i] = e.type === 'symlink' ? `link:${e.linkTarget}` : e.type === 'other' ? specialDigest(e) : e.type;
         else if (e[MEMO] !== undefined) digests[i] = e[MEMO];
         else pending.push(limit(() => this.fileDigest(e)).then((d) => void (digests[i] = d)));
       }
       if (pending.length > 0) await Promise.all(pending);
       const rootDir = m.root.type === 'dir';
       const cut = m.root.rel === '' ? 0 : m.root.rel.length + 1;
+      const below = (e: ContextEntry): string => (rootDir ? (e === m.root ? '' : e.rel.slice(cut)) : e.rel.slice(e.rel.lastIndexOf('/') + 1));
+      // which files the copy makes hard links: part of the result (absent when there are none)
+      const anchors = hardlinkAnchors(m);
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
+        const a = anchors.get(e);
+        if (a !== undefined) digests[i] += ` hardlink ${jsonString(below(a))}`;
         // entries below a directory root start with `<root>/`; the root itself is ''
-        const rel = rootDir ? (e === m.root ? '' : e.rel.slice(cut)) : e.rel.slice(e.rel.lastIndexOf('/') + 1);
-        line(`${jsonString(rel)} ${e.type} ${(e.mode & 0o7777).toString(8)} ${digests[i]!}`);
+        line(`${jsonString(below(e))} ${e.type} ${(e.mode & 0o7777).toString(8)} ${digests[i]!}`);
       }
       perMatch.push(digests);
     }
@@ -430,6 +489,12 @@ function containsAll(names: readonly string[], subset: readonly string[]): boole
 }
 
 /** JSON.stringify of a string, without the call for the common names that need no escaping. */
+/** What an `other` entry contributes to a key: its kind, and for a device node the device. */
+function specialDigest(e: ContextEntry): string {
+  const k = specialKind(e);
+  return k === 'char' || k === 'block' ? `${k} ${devNumbers(e.rdev).join(',')}` : k;
+}
+
 function jsonString(s: string): string {
   return /^[^"\\\u0000-\u001f\ud800-\udfff]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
 }

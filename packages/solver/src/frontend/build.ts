@@ -37,7 +37,7 @@ import pLimit from 'p-limit';
 import type { BuildStepSummary, FileDigest, KeyComponents } from '../cache/cache-db.js';
 import { Lease } from '../cache/lease.js';
 import { canonicalJson, keyOf, sha256Key, type Key } from '../cache/keys.js';
-import { BuildContext, cleanRel, type SourceMatch } from '../context/build-context.js';
+import { BuildContext, cleanRel, hardlinkAnchors, type ContextEntry, type SourceMatch } from '../context/build-context.js';
 import { IgnoreMatcher, parseDockerignore } from '../context/dockerignore.js';
 import { BuildCanceledError, BuildError, ExecFailedError, type StepLocation } from '../errors.js';
 import { createExecutor, resolveInRoot, resolveUser, type ExecMount, type Executor, type NetworkMode } from '../executor/index.js';
@@ -1404,8 +1404,11 @@ class Builder {
           const now = new Map(files().map((f) => [f.path, f.digest]));
           for (const m of groups[0]!.matches) {
             if (m.root.type !== 'dir') continue;
+            // hard-link groups are always copied (the copy links them to one new inode)
+            const anchors = hardlinkAnchors(m);
+            const linked = new Set<ContextEntry>([...anchors.keys(), ...anchors.values()]);
             for (const e of m.entries) {
-              if (e.type !== 'file' || now.get(e.rel) === undefined || now.get(e.rel) !== before.get(e.rel)) continue;
+              if (e.type !== 'file' || linked.has(e) || now.get(e.rel) === undefined || now.get(e.rel) !== before.get(e.rel)) continue;
               candidates.push({ containerPath: containerPathOf(destRoot, m.root.rel, e.rel), size: e.size, mode: modeOf(e, false, chmodFn), mtimeMs: e.mtimeMs });
             }
           }

@@ -1,8 +1,10 @@
-import { chmodSync, closeSync, constants as fsConstants, copyFileSync, lchownSync, lstatSync, realpathSync, unlinkSync, utimesSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, constants as fsConstants, copyFileSync, lchownSync, linkSync, lstatSync, openSync, readlinkSync, realpathSync, unlinkSync, utimesSync } from 'node:fs';
 import { chmod, chown, lchown, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { fdPath, openExact } from '@tsbuild/snapshotter';
-import type { BuildContext, ContextEntry, SourceMatch } from '../context/build-context.js';
+import { promisify } from 'node:util';
+import { devNumbers, hardlinkAnchors, specialKind, type BuildContext, type ContextEntry, type SourceMatch } from '../context/build-context.js';
 import { BuildError } from '../errors.js';
 import { resolveInRoot } from '../executor/index.js';
 import { detectArchive, extractArchive } from './sources.js';
@@ -32,6 +34,7 @@ export interface CopyRequest {
 }
 
 const DEFAULT_OWNER: Owner = { uid: 0, gid: 0 };
+const execFileP = promisify(execFile);
 
 /**
  * Copies matched sources into a root filesystem with Docker's COPY rules: a
@@ -62,6 +65,10 @@ export async function copyInto(req: CopyRequest): Promise<void> {
         // host paths below the pinned base; the parent of the entries being copied is held
         // open (one directory at a time), so each entry lands in the directory made for it
         const hostDirs = new Map<string, string>([[m.root.rel, base]]);
+        // files sharing an inode with an earlier file of this source become links to its copy
+        const anchors = hardlinkAnchors(m);
+        const groupFirsts = new Set(anchors.values());
+        const copied = new Map<ContextEntry, { parentRel: string; name: string; containerPath: string }>();
         let held: { rel: string; fd: number } | undefined;
         let n = 0;
         for (const e of m.entries) {
@@ -86,7 +93,14 @@ export async function copyInto(req: CopyRequest): Promise<void> {
             hostDirs.set(e.rel, stable);
             dirTimes.push({ path: stable, containerPath, e });
           } else if (req.skip === undefined || !req.skip.has(containerPath)) {
-            await copyEntry(req.source, e, target, owner, req.chmod);
+            const anchor = anchors.get(e);
+            const first = anchor === undefined ? undefined : copied.get(anchor);
+            if (first !== undefined) {
+              linkTo(pins, hostDirs.get(first.parentRel)!, first, target, e.rel);
+            } else {
+              await copyEntry(req.source, e, target, owner, req.chmod);
+              if (groupFirsts.has(e)) copied.set(e, { parentRel, name, containerPath });
+            }
           }
         }
         if (held !== undefined) pins.release(held.fd);
@@ -272,7 +286,60 @@ async function copyEntry(source: BuildContext, e: ContextEntry, target: string, 
       await chmod(target, modeOf(e, true, chmodFn));
       return;
     case 'other':
-      throw new BuildError(`cannot copy ${JSON.stringify(e.rel)}: sockets, devices and pipes are not copied from a build context`);
+      await copySpecial(e, target, owner, modeOf(e, false, chmodFn), t);
+      return;
+  }
+}
+
+/**
+ * A FIFO or device node is made anew (mknod, in the pinned parent directory); a socket
+ * becomes an empty regular file, as BuildKit copies one from a context. Owner, mode and
+ * times are then set through an fd checked to be the node just made (never a symlink
+ * swapped in for it). Device nodes in a rootfs are data: steps cannot open them (see
+ * SECURITY.md).
+ */
+async function copySpecial(e: ContextEntry, target: string, owner: Owner, mode: number, t: number): Promise<void> {
+  const kind = specialKind(e);
+  const parent = posix.dirname(target);
+  const name = posix.basename(target);
+  if (kind === 'socket') {
+    // O_EXCL: never through whatever appeared at the name
+    closeSync(openSync(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600));
+  } else {
+    const dev = kind === 'fifo' ? ['p'] : [kind === 'char' ? 'c' : 'b', ...devNumbers(e.rdev).map(String)];
+    try {
+      // the parent is a held fd's /proc/self/fd path: the child's cwd is set before it execs, while it still has our fds
+      await execFileP('mknod', ['-m', (mode & 0o777).toString(8), '--', name, ...dev], { cwd: parent });
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr?.trim();
+      throw new BuildError(`cannot copy ${JSON.stringify(e.rel)}: mknod failed${stderr ? `: ${stderr}` : ''}`, 'FAILED_PRECONDITION', { cause: err });
+    }
+  }
+  const fd = openExact(target, { expected: `${readlinkSync(parent)}/${name}` });
+  if (fd === undefined) throw new BuildError(`cannot copy ${JSON.stringify(e.rel)}: its destination changed while being written`);
+  try {
+    chownSync(fdPath(fd), owner.uid, owner.gid);
+    chmodSync(fdPath(fd), mode); // after chown, which clears setuid and setgid
+    utimesSync(fdPath(fd), t, t);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The second and later names of a hard-link group: a link to the group's copy, reached
+ * through its pinned parent directory (link(2) never follows the old name if it were
+ * swapped for a symlink, nor the new one).
+ */
+function linkTo(pins: Pins, parentHost: string, first: { name: string; containerPath: string }, target: string, rel: string): void {
+  const existing = lstatSync(target, { throwIfNoEntry: false });
+  if (existing?.isDirectory()) throw new BuildError(`cannot copy ${JSON.stringify(rel)} over the directory at its destination`);
+  if (existing) unlinkSync(target);
+  const fd = pins.hold(parentHost, posix.dirname(first.containerPath));
+  try {
+    linkSync(`${fdPath(fd)}/${first.name}`, target);
+  } finally {
+    pins.release(fd);
   }
 }
 

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { openLayerStream, readTar, type ReadEntry } from '@tsbuild/snapshotter';
 import { build, type BuildResult } from '../frontend/build.js';
@@ -174,6 +174,25 @@ describe('containment: hostile contexts, destinations and base images', { concur
     assert.deepEqual([suid2?.uid, suid2?.gid], [1000, 1000]);
     // unprivileged host users cannot reach setuid files in snapshots
     assert.equal((await stat(join(ts!.root, 'snapshots', 'snapshots'))).mode & 0o777, 0o700);
+  });
+
+  test('T11: device nodes that COPY takes from a context or a stage are data too, unusable in steps', async (t) => {
+    if (!requireBuildPrereqs(t)) return;
+    const c = await ctx({ 'devs/keep': 'k\n' });
+    execFileSync('mknod', [join(c, 'devs/mem'), 'c', '1', '1']);
+    execFileSync('mknod', [join(c, 'devs/sda'), 'b', '8', '0']);
+    const r = await run(
+      c,
+      'FROM busybox:local AS devs\nRUN mkdir /d && mknod /d/mem c 1 1 && mknod /d/sda b 8 0\n' +
+        'FROM busybox:local\nCOPY --from=devs /d /fromstage/\nCOPY devs /fromctx/\n' +
+        'RUN ! head -c1 /fromstage/mem && ! head -c1 /fromstage/sda && ! head -c1 /fromctx/mem && ! head -c1 /fromctx/sda && test -c /fromctx/mem && test -b /fromstage/sda\n',
+    );
+    for (const p of ['fromstage/mem', 'fromctx/mem']) {
+      const e = await fileIn(r, p);
+      assert.equal(e?.type, 'character-device', p);
+      assert.deepEqual([e?.devmajor, e?.devminor], [1, 1]);
+    }
+    for (const p of ['fromstage/sda', 'fromctx/sda']) assert.equal((await fileIn(r, p))?.type, 'block-device', p);
   });
 
   test('T16: --chown and USER names are read from the rootfs as data; rootfs binaries never run on the host', async (t) => {

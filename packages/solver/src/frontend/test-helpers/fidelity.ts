@@ -91,7 +91,7 @@ async function describeTree(root: string, rel: string, out: Map<string, FsEntry>
       }
       out.set(`/${r}`, `file ${perm} ${owner} ${st.size} ${await sha256File(abs)}${st.nlink > 1 ? ' (hardlinked)' : ''}${text}`);
     } else {
-      out.set(`/${r}`, `other ${perm} ${owner} ${st.rdev}`);
+      out.set(`/${r}`, `${st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : st.isCharacterDevice() ? 'char' : 'block'} ${perm} ${owner} ${st.rdev}`);
     }
   }
 }
