@@ -161,6 +161,20 @@ export class LayerLimitError extends SnapshotterError {
   }
 }
 
+/**
+ * A file name is not valid UTF-8 (say Latin-1 bytes). tsbuild handles paths as strings,
+ * so it cannot keep such a name byte for byte; rather than store a changed name (or drop
+ * the file), the layer, diff or context walk that met it fails. `path` shows the bytes
+ * that are not UTF-8 as `\xNN`.
+ */
+export class UnsupportedFileNameError extends SnapshotterError {
+  override name = 'UnsupportedFileNameError';
+  readonly code = 'FAILED_PRECONDITION' as const;
+  constructor(readonly path: string, readonly where: string) {
+    super(`${where}: the file name ${path} is not valid UTF-8, which tsbuild does not support (it would change the name)`);
+  }
+}
+
 /** The tar stream is malformed (bad checksum, truncated, unsupported entry type). */
 export class InvalidTarError extends SnapshotterError {
   override name = 'InvalidTarError';

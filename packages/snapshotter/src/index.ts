@@ -29,6 +29,7 @@ export {
   UnsafeLayerError,
   InvalidTarError,
   LayerLimitError,
+  UnsupportedFileNameError,
 } from './errors.js';
 export * from './registry/index.js';
 /** Crash-point hooks for crash-consistency tests (`TSBUILD_CRASH_AT=point[@N]`). */
@@ -36,6 +37,8 @@ export { crashPoint } from './crash-point.js';
 export { pidAlive, bootId } from './util/process.js';
 /** Native addon helpers the executor uses (false/undefined when the addon is not built). */
 export { markInheritedFdsCloexec } from './util/native.js';
+/** File names that are not UTF-8: checked decoding and an escaped form for messages. */
+export { escapeName, utf8Name } from './util/file-names.js';
 /** Inodes named exactly (O_PATH fds checked through /proc/self/fd), immune to symlink swaps. */
 export { fdPath, openExact } from './util/exact-path.js';
 /** TLS options for tsbuild's own connections (NODE_EXTRA_CA_CERTS as the launcher defers it). */

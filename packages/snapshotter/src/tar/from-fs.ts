@@ -1,6 +1,7 @@
 /** Turning lstat results into deterministic tar entries. */
 import type { NodeStat } from './walk.js';
 import { readlinkSync } from 'node:fs';
+import { utf8Name } from '../util/file-names.js';
 import type { Xattrs } from './system.js';
 import type { TarEntry } from './types.js';
 import { splitDev } from './walk.js';
@@ -43,7 +44,7 @@ export function fsEntry(rel: string, abs: string, st: NodeStat, xattrs: Xattrs |
   let e: TarEntry;
   if (st.isFile()) e = { path: rel, type: 'file', mode, uid, gid, size: Number(st.size), mtime, source: abs };
   else if (st.isDirectory()) e = { path: rel, type: 'directory', mode, uid, gid, size: 0, mtime };
-  else if (st.isSymbolicLink()) e = { path: rel, type: 'symlink', mode, uid, gid, size: 0, mtime, linkname: readlinkSync(abs, 'utf8') };
+  else if (st.isSymbolicLink()) e = { path: rel, type: 'symlink', mode, uid, gid, size: 0, mtime, linkname: linkTarget(abs, rel) };
   else if (st.isFIFO()) e = { path: rel, type: 'fifo', mode, uid, gid, size: 0, mtime };
   else if (st.isCharacterDevice() || st.isBlockDevice()) {
     const { major, minor } = splitDev(st.rdev);
@@ -52,6 +53,12 @@ export function fsEntry(rel: string, abs: string, st: NodeStat, xattrs: Xattrs |
   const xa = publicXattrs(xattrs);
   if (xa) e.xattrs = xa;
   return e;
+}
+
+/** A symlink's target; one that is not UTF-8 is refused (UnsupportedFileNameError), not changed. */
+function linkTarget(abs: string, rel: string): string {
+  const t = readlinkSync(abs, 'utf8');
+  return t.includes('\uFFFD') ? utf8Name(readlinkSync(abs, 'buffer'), `the target of symlink ${JSON.stringify(rel)}`) : t;
 }
 
 /** Whiteout / opaque marker entry: empty regular file, mode 0, owner 0, mtime 0. */

@@ -4,6 +4,7 @@
  * xattrs; a layer applier must restore `security.capability` byte for byte.
  */
 import { InvalidTarError } from '../errors.js';
+import { utf8Name } from '../util/file-names.js';
 import { decodePaxRecords } from './pax.js';
 import type { TarEntry, TarEntryType } from './types.js';
 
@@ -67,6 +68,12 @@ export function cstr(b: Buffer): string {
   return (z < 0 ? b : b.subarray(0, z)).toString('utf8');
 }
 
+/** A NUL-terminated name field (path or link target): UTF-8, or UnsupportedFileNameError. */
+function cname(b: Buffer): string {
+  const z = b.indexOf(0);
+  return utf8Name(z < 0 ? b : b.subarray(0, z), 'tar entry');
+}
+
 /** A numeric header field (octal, or GNU base-256); `off` is for the error message. */
 export function num(b: Buffer, off: number): number {
   if (b[0]! & 0x80) {
@@ -126,8 +133,8 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
         const recs = decodePaxRecords(body);
         if (!recs) throw new InvalidTarError(at, 'malformed pax record');
         pax = recs;
-      } else if (flag === 'L') longName = cstr(body);
-      else if (flag === 'K') longLink = cstr(body);
+      } else if (flag === 'L') longName = cname(body);
+      else if (flag === 'K') longLink = cname(body);
       // 'g' (global) records carry no per-entry data we honour; skipped.
       continue;
     }
@@ -140,6 +147,13 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
       if (prefix) name = `${prefix}/${name}`;
     }
     let linkname = cstr(h.subarray(157, 257));
+    // the header's own name fields, when no GNU or pax record replaces them, must be UTF-8
+    // (checked again strictly only when the decoded name holds U+FFFD)
+    if (longName === undefined && !pax?.has('path') && name.includes('\uFFFD')) {
+      cname(h.subarray(0, 100));
+      if (magic === 'ustar\0') cname(h.subarray(345, 500));
+    }
+    if (longLink === undefined && !pax?.has('linkpath') && linkname.includes('\uFFFD')) cname(h.subarray(157, 257));
     if (longName !== undefined) name = longName;
     if (longLink !== undefined) linkname = longLink;
     const xattrs = new Map<string, Buffer>();
@@ -148,8 +162,8 @@ export async function* readTar(src: AsyncIterable<Buffer | Uint8Array | string>)
     let mtime = num(h.subarray(136, 148), at);
     if (pax) {
       for (const [k, v] of pax) {
-        if (k === 'path') name = v.toString('utf8');
-        else if (k === 'linkpath') linkname = v.toString('utf8');
+        if (k === 'path') name = utf8Name(v, 'tar entry');
+        else if (k === 'linkpath') linkname = utf8Name(v, 'tar entry');
         else if (k === 'uid') uid = Number(v.toString('utf8'));
         else if (k === 'gid') gid = Number(v.toString('utf8'));
         else if (k === 'mtime') mtime = Math.floor(Number(v.toString('utf8')));

@@ -4,6 +4,7 @@
  */
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync } from 'node:fs';
+import { utf8Name } from '../util/file-names.js';
 import { endianness } from 'node:os';
 import { isNativeError, native } from '../util/native.js';
 
@@ -130,7 +131,7 @@ export async function scanTree(root: string, opts: { sliceSize?: number; signal?
   const sys = native();
   if (sys !== undefined) {
     try {
-      const out = decodeScan(await sys.scanTree(root));
+      const out = decodeScan(await sys.scanTree(root), root);
       opts.signal?.throwIfAborted();
       sortByPath(out, (x) => x.p);
       return new Map(out.map((x) => [x.p, x.st]));
@@ -143,13 +144,14 @@ export async function scanTree(root: string, opts: { sliceSize?: number; signal?
 }
 
 /** The addon's scan records (see NativeSys.scanTree) as entries. */
-function decodeScan(buf: Buffer): Array<{ p: string; st: NodeStat }> {
+function decodeScan(buf: Buffer, root: string): Array<{ p: string; st: NodeStat }> {
   const out: Array<{ p: string; st: NodeStat }> = [];
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const le = endianness() === 'LE';
   for (let o = 0; o < buf.length; ) {
     const n = v.getUint32(o, le);
-    const p = buf.toString('utf8', o + 4, o + 4 + n);
+    let p = buf.toString('utf8', o + 4, o + 4 + n);
+    if (p.includes('\uFFFD')) p = utf8Name(buf.subarray(o + 4, o + 4 + n), `walk of ${root}`);
     o += 4 + n;
     const st = new LiteStat({
       mode: BigInt(v.getUint32(o, le)),
@@ -177,7 +179,12 @@ async function scanTreeJs(root: string, opts: { sliceSize?: number; signal?: Abo
   let n = 0;
   while (stack.length > 0) {
     const rel = stack.pop()!;
-    const dirents = readdirSync(rel === '' ? root : prefix + rel, { withFileTypes: true });
+    const dir = rel === '' ? root : prefix + rel;
+    const dirents = readdirSync(dir, { withFileTypes: true });
+    // a name Node had to decode with U+FFFD: its bytes, checked
+    if (dirents.some((d) => d.name.includes('\uFFFD'))) {
+      for (const raw of readdirSync(dir, { encoding: 'buffer' })) utf8Name(rel === '' ? raw : Buffer.concat([Buffer.from(`${rel}/`), raw]), `walk of ${root}`);
+    }
     for (const d of dirents) {
       const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
       const st = new LiteStat(lstatSync(prefix + childRel, { bigint: true }));

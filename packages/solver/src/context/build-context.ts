@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { CacheDb, DirMemo, FileDigest } from '../cache/cache-db.js';
 import { sha256Key, type Key } from '../cache/keys.js';
+import { escapeName, utf8Name } from '@tsbuild/snapshotter';
 import { BuildError } from '../errors.js';
 import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
 
@@ -221,7 +222,7 @@ export class BuildContext {
       rdev: st.rdev,
       uid: st.uid,
       gid: st.gid,
-      linkTarget: type === 'symlink' ? readlinkSync(abs) : undefined,
+      linkTarget: type === 'symlink' ? linkTargetOf(abs, rel) : undefined,
       [MEMO]: memo,
     };
   }
@@ -286,6 +287,18 @@ export class BuildContext {
       names = readdirSync(this.abs(rootRel)).sort();
     } catch (err) {
       throw new BuildError(`reading ${JSON.stringify(rootRel || '.')} in the build context: ${(err as Error).message}`, 'INTERNAL', { cause: err });
+    }
+    // Node decodes a name that is not UTF-8 with U+FFFD: the file could be neither read nor
+    // kept under its name, so say so instead of leaving it out
+    if (names.some((n) => n.includes('\uFFFD'))) {
+      for (const raw of readdirSync(this.abs(rootRel), { encoding: 'buffer' })) {
+        try {
+          utf8Name(raw, 'COPY source');
+        } catch (err) {
+          const where = rootRel === '' ? '' : ` in ${JSON.stringify(rootRel)}`;
+          throw new BuildError(`the file name ${escapeName(raw)}${where} is not valid UTF-8, which tsbuild does not support (it would change the name)`, 'FAILED_PRECONDITION', { cause: err });
+        }
+      }
     }
     const ds = this.db !== undefined ? this.dirState(rootRel) : undefined;
     if (ds !== undefined) ds.listed = names;
@@ -489,6 +502,18 @@ function containsAll(names: readonly string[], subset: readonly string[]): boole
 }
 
 /** JSON.stringify of a string, without the call for the common names that need no escaping. */
+/** A context symlink's target; one that is not UTF-8 fails the build (it would change). */
+function linkTargetOf(abs: string, rel: string): string {
+  const t = readlinkSync(abs);
+  if (!t.includes('\uFFFD')) return t;
+  const raw = readlinkSync(abs, { encoding: 'buffer' });
+  try {
+    return utf8Name(raw, 'COPY source');
+  } catch (err) {
+    throw new BuildError(`the target ${escapeName(raw)} of the symlink ${JSON.stringify(rel)} is not valid UTF-8, which tsbuild does not support (it would change the target)`, 'FAILED_PRECONDITION', { cause: err });
+  }
+}
+
 /** What an `other` entry contributes to a key: its kind, and for a device node the device. */
 function specialDigest(e: ContextEntry): string {
   const k = specialKind(e);
