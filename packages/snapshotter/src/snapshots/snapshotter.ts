@@ -284,16 +284,18 @@ class FsSnapshotter implements Snapshotter {
     const seen = new Set<bigint>();
     let size = 0;
     let inodes = 0;
-    const visit = async (p: string): Promise<void> => {
+    // byte paths: a name that is not UTF-8 would not survive a round trip through a string
+    const slash = Buffer.from('/');
+    const visit = async (p: Buffer): Promise<void> => {
       const st = await lstat(p, { bigint: true });
       if (!seen.has(st.ino)) {
         seen.add(st.ino);
         inodes++;
         size += Number(st.blocks) * 512;
       }
-      if (st.isDirectory()) for (const n of await readdir(p)) await visit(join(p, n));
+      if (st.isDirectory()) for (const n of await readdir(p, { encoding: 'buffer' })) await visit(Buffer.concat([p, slash, n]));
     };
-    await visit(this.fsDir(rec.id));
+    await visit(Buffer.from(this.fsDir(rec.id)));
     return { size, inodes };
   }
 
