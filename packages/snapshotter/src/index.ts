@@ -39,6 +39,8 @@ export { pidAlive, bootId } from './util/process.js';
 export { markInheritedFdsCloexec } from './util/native.js';
 /** File names that are not UTF-8: checked decoding and an escaped form for messages. */
 export { escapeName, utf8Name } from './util/file-names.js';
+/** Linux dev_t → major and minor (glibc's encoding). */
+export { splitDev } from './tar/walk.js';
 /** Inodes named exactly (O_PATH fds checked through /proc/self/fd), immune to symlink swaps. */
 export { fdPath, openExact } from './util/exact-path.js';
 /** TLS options for tsbuild's own connections (NODE_EXTRA_CA_CERTS as the launcher defers it). */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { CacheDb, DirMemo, FileDigest } from '../cache/cache-db.js';
 import { sha256Key, type Key } from '../cache/keys.js';
-import { escapeName, utf8Name } from '@tsbuild/snapshotter';
+import { escapeName, splitDev, utf8Name } from '@tsbuild/snapshotter';
 import { BuildError } from '../errors.js';
 import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
 
@@ -51,11 +51,9 @@ export function specialKind(e: ContextEntry): SpecialKind {
   return k;
 }
 
-/** Major and minor number of a device number (glibc's encoding, as Linux stat reports it). */
+/** Major and minor number of a device node's `rdev`. */
 export function devNumbers(rdev: number): [major: number, minor: number] {
-  const r = BigInt(rdev);
-  const major = Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
-  const minor = Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
+  const { major, minor } = splitDev(BigInt(rdev));
   return [major, minor];
 }
 
