@@ -1293,10 +1293,11 @@ class Builder {
             return;
           }
           // the digest of these sources in this layer chain, remembered from an earlier build:
-          // when the step is then CACHED, the source stage is never mounted
+          // when the step is then CACHED, the source stage is never mounted (v2: digests that
+          // name hard links and device numbers; a v1 memo was computed without them)
           const chain = chainId(src.state.layers.map((l) => l.diffId));
           if (chain !== undefined && instr.kind === 'COPY' && instr.heredocs.length === 0) {
-            sourceMemo = keyOf({ v: 1, chain, sources: instr.sources, exclude: instr.exclude, parents: instr.parents === true });
+            sourceMemo = keyOf({ v: 2, chain, sources: instr.sources, exclude: instr.exclude, parents: instr.parents === true });
             const digest = step.noCache ? undefined : this.store.db.sourceDigest(sourceMemo);
             if (digest !== undefined) {
               const known: KeyComponents = { parent: state.fsKey, op, files: sha256Key(`local ${digest}`), inputs: { from: src.state.fsKey } };
