@@ -29,6 +29,8 @@ import { parseImageRef } from './reference.js';
 /** One image imported by {@link loadArchive}; `name` is its canonical name when it had one. */
 export interface LoadedImage {
   name?: string;
+  /** An OCI index entry's `org.opencontainers.image.ref.name` as written (often just a tag: `v1`). */
+  refName?: string;
   image: StoredImage;
 }
 
@@ -211,6 +213,16 @@ function nameOf(raw: string | undefined): string | undefined {
   }
 }
 
+/**
+ * The image name an OCI `ref.name` stands for, if it is one: containerd, `docker save` and
+ * skopeo write just the tag there (`v1`, `latest`), which would otherwise parse as the
+ * image `docker.io/library/v1:latest`. A name has a repository path (`/`) or `name:tag`.
+ */
+function refNameAsImageName(raw: string | undefined): string | undefined {
+  if (raw === undefined || !(raw.includes('/') || /^[a-z0-9]+(?:[._-][a-z0-9]+)*:[\w][\w.-]*$/.test(raw))) return undefined;
+  return nameOf(raw);
+}
+
 async function diffIdOf(store: ContentStore, layer: FileMember): Promise<Digest> {
   if (layer.magic === 'none') return layer.info.digest;
   if (layer.magic === 'zstd') throw new InvalidArchiveError(undefined, 'zstd-compressed layers in a docker-archive are not supported');
@@ -285,13 +297,15 @@ async function loadOci(store: ContentStore, images: ImageStore, members: Members
     if (MANIFEST_TYPES.has(d.mediaType) && image.manifest.mediaType !== d.mediaType) {
       throw new InvalidManifestError(d.digest, `descriptor says ${d.mediaType} but the document says ${image.manifest.mediaType}`);
     }
-    const name = nameOf(d.annotations?.[CONTAINERD_NAME_ANNOTATION]) ?? nameOf(d.annotations?.[REF_NAME_ANNOTATION]);
+    const refName = d.annotations?.[REF_NAME_ANNOTATION];
+    const name = nameOf(d.annotations?.[CONTAINERD_NAME_ANNOTATION]) ?? refNameAsImageName(refName);
+    const tagged: LoadedImage = refName === undefined ? { image } : { refName, image };
     if (name === undefined) {
-      out.push({ image });
+      out.push(tagged);
       continue;
     }
     await images.tagDescriptor(name, { mediaType: d.mediaType, digest: d.digest, size: d.size });
-    out.push({ name, image });
+    out.push({ name, ...tagged });
   }
   return out;
 }

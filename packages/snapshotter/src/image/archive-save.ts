@@ -28,14 +28,26 @@ function blobsOf(image: StoredImage): Descriptor[] {
   ];
 }
 
+/**
+ * The OCI `ref.name` of a tagged image, as containerd's export (BuildKit's oci exporter)
+ * and `docker save` write it: the reference without its repository (`v1` of
+ * `docker.io/library/app:v1`; `@sha256:…` after a digest); the full name goes in
+ * `io.containerd.image.name`, which is what loaders (ours included) register.
+ */
+function ociRefName(t: string): { canonical: string; refName: string } {
+  const r = parseImageRef(t);
+  const refName = (r.tag ?? '') + (r.digest === undefined ? '' : `@${r.digest}`);
+  return { canonical: r.canonical, refName };
+}
+
 function indexEntries(images: readonly ArchiveImage[]): Descriptor[] {
   const out: Descriptor[] = [];
   for (const { image, tags } of images) {
     const base = { mediaType: image.manifest.mediaType, digest: image.manifestDigest, size: image.manifestSize };
     if (tags.length === 0) out.push(base);
     for (const t of tags) {
-      const canonical = parseImageRef(t).canonical;
-      out.push({ ...base, annotations: { [CONTAINERD_NAME_ANNOTATION]: canonical, [REF_NAME_ANNOTATION]: canonical } });
+      const { canonical, refName } = ociRefName(t);
+      out.push({ ...base, annotations: { [CONTAINERD_NAME_ANNOTATION]: canonical, [REF_NAME_ANNOTATION]: refName } });
     }
   }
   return out;
@@ -184,10 +196,15 @@ export async function writeOciLayout(dir: string, store: ContentStore, image: St
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const added = indexEntries([{ image, tags: [...tags] }]);
-  const names = new Set(added.map((d) => d.annotations?.[REF_NAME_ANNOTATION]).filter((n) => n !== undefined));
+  // an entry is the same name when its full name is (ref.name alone is only the tag; an
+  // entry without the containerd name, written by another tool, is matched by ref.name)
+  const fullNames = new Set(added.map((d) => d.annotations?.[CONTAINERD_NAME_ANNOTATION]).filter((n) => n !== undefined));
+  const refNames = new Set(added.map((d) => d.annotations?.[REF_NAME_ANNOTATION]).filter((n) => n !== undefined));
   const kept = existing.filter((d) => {
+    const full = d.annotations?.[CONTAINERD_NAME_ANNOTATION];
+    if (full !== undefined) return !fullNames.has(full);
     const n = d.annotations?.[REF_NAME_ANNOTATION];
-    return n === undefined ? d.digest !== image.manifestDigest : !names.has(n);
+    return n === undefined ? d.digest !== image.manifestDigest : !refNames.has(n);
   });
   const tmp = `${indexPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const fh = await open(tmp, 'wx', 0o644);

@@ -155,6 +155,37 @@ describe('archives', () => {
     const c = await fresh();
     const fromDir = await loadArchive(c.content, c.images, layout);
     assert.deepEqual(fromDir.map((l) => [l.name, l.image.manifestDigest]), [['docker.io/library/ocitest:v1', img.manifestDigest]]);
+    // as `docker save` and containerd's export name it: ref.name is the tag, the full name beside it
+    const indexOf = async (dir: string) => (JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] }).manifests.map((m) => m.annotations);
+    assert.deepEqual(await indexOf(layout), [{ 'io.containerd.image.name': 'docker.io/library/ocitest:v1', 'org.opencontainers.image.ref.name': 'v1' }]);
+    // the same tag of another repository is another entry; writing a name again replaces only its own
+    const layout2 = join(a.dir, 'layout2');
+    await writeOciLayout(layout2, a.content, img, ['ocitest:v1']);
+    await writeOciLayout(layout2, a.content, img, ['other:v1']);
+    await writeOciLayout(layout2, a.content, img, ['ocitest:v1']);
+    assert.deepEqual((await indexOf(layout2)).map((x) => x?.['io.containerd.image.name']), ['docker.io/library/other:v1', 'docker.io/library/ocitest:v1']);
+    // layouts of other tools: a bare tag in ref.name (skopeo, containerd without its own
+    // annotation) names no image (it is not `docker.io/library/v1:latest`) but is reported;
+    // a full reference or name:tag there (older tsbuild, some tools) still names the image
+    for (const [refName, name] of [
+      ['v1', undefined],
+      ['latest', undefined],
+      ['docker.io/library/old:2', 'docker.io/library/old:2'],
+      ['busybox:1', 'docker.io/library/busybox:1'],
+      ['localhost:5000/a/b:c', 'localhost:5000/a/b:c'],
+    ] as const) {
+      const foreign = join(a.dir, `foreign-${refName.replace(/\W/g, '_')}`);
+      await writeOciLayout(foreign, a.content, img, ['ocitest:v1']);
+      const idx = JSON.parse(await readFile(join(foreign, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] };
+      idx.manifests[0]!.annotations = { 'org.opencontainers.image.ref.name': refName };
+      await writeFile(join(foreign, 'index.json'), JSON.stringify(idx));
+      const d = await fresh();
+      const [got] = await loadArchive(d.content, d.images, foreign);
+      assert.equal(got!.name, name, refName);
+      assert.equal(got!.refName, refName);
+      assert.equal(got!.image.manifestDigest, img.manifestDigest);
+      assert.equal((await d.images.list()).length, name === undefined ? 0 : 1, refName);
+    }
 
     if (requireTool(t, '/usr/bin/skopeo', 'skopeo')) {
       const r = run(['skopeo', 'inspect', `oci-archive:${file}`]);
@@ -162,16 +193,16 @@ describe('archives', () => {
       const out = JSON.parse(r.stdout) as { Digest: string; Layers: string[] };
       assert.equal(out.Digest, img.manifestDigest);
       assert.deepEqual(out.Layers, [img.manifest.layers[0]!.digest]);
-      const r2 = run(['skopeo', 'inspect', '--raw', `oci:${layout}:docker.io/library/ocitest:v1`]);
+      const r2 = run(['skopeo', 'inspect', '--raw', `oci:${layout}:v1`]);
       assert.equal(r2.code, 0, r2.stderr);
       assert.equal(sha256(r2.stdout), img.manifestDigest);
     }
     if (requireTool(t, '/usr/bin/umoci', 'umoci')) {
-      const r = run(['umoci', 'stat', '--json', '--image', `${layout}:docker.io/library/ocitest:v1`]);
+      const r = run(['umoci', 'stat', '--json', '--image', `${layout}:v1`]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /tsbuild test: busybox-static rootfs/);
       const bundle = join(a.dir, 'bundle');
-      const u = run(['umoci', 'raw', 'unpack', '--rootless', '--image', `${layout}:docker.io/library/ocitest:v1`, bundle]);
+      const u = run(['umoci', 'raw', 'unpack', '--rootless', '--image', `${layout}:v1`, bundle]);
       assert.equal(u.code, 0, u.stderr);
       assert.deepEqual((await readdir(join(bundle, 'bin'))).sort(), ['busybox', 'cat', 'echo', 'sh']);
     }
@@ -198,7 +229,7 @@ describe('archives', () => {
     await writeOciLayout(layout, a.content, img, ['zstdtest:v1']);
     if (requireTool(t, '/usr/bin/skopeo', 'skopeo')) {
       const out = join(a.dir, 'decompressed');
-      const r = run(['skopeo', 'copy', '--dest-decompress', `oci:${layout}:docker.io/library/zstdtest:v1`, `dir:${out}`]);
+      const r = run(['skopeo', 'copy', '--dest-decompress', `oci:${layout}:v1`, `dir:${out}`]);
       assert.equal(r.code, 0, r.stderr);
       assert.ok((await readFile(join(out, layer.diffId.slice('sha256:'.length)))).equals(layerTar), 'skopeo decoded another tar');
     }

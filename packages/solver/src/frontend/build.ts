@@ -1205,7 +1205,8 @@ class Builder {
       const m = /^(.*?)(?::([\w][\w.-]*)|@(sha256:[0-9a-f]{64}))?$/.exec(spec)!;
       const loaded = await loadArchive(this.store.content, this.store.images, resolvePath(m[1]));
       const want = m[3] ?? m[2];
-      const hit = loaded.find((l) => want === undefined || l.image.manifestDigest === want || (l.name ?? '').endsWith(`:${want}`)) ?? (want === undefined ? loaded[0] : undefined);
+      // a tag is the entry's ref.name (what docker, containerd and skopeo write) or its name's tag
+      const hit = loaded.find((l) => want === undefined || l.image.manifestDigest === want || l.refName === want || (l.name ?? '').endsWith(`:${want}`)) ?? (want === undefined ? loaded[0] : undefined);
       return hit?.image;
     }
     // the local store first; else (or with --pull) the image's registry

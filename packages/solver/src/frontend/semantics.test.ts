@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { applyLayer, openLayerStream } from '@tsbuild/snapshotter';
+import { applyLayer, openLayerStream, writeOciLayout } from '@tsbuild/snapshotter';
 import { build, type BuildOptions, type BuildResult } from '../index.js';
 import type { ProgressEvent } from '../progress.js';
 import { requireBuildPrereqs, tempStoreWithBusybox, type TestStore } from '../test-helpers/store.js';
@@ -126,5 +126,27 @@ describe('build semantics and cache', { concurrency: false }, () => {
     assert.match(copy?.reason ?? '', /changing\.txt/);
     assert.equal(runStep?.cached, false);
     assert.match(runStep?.reason ?? '', /parent/);
+  });
+
+  it('oci-layout://DIR:TAG picks the entry by its ref.name, as docker, containerd and skopeo write it', async (t) => {
+    if (!ok) return t.skip('prerequisites missing');
+    const base = await ts.store.images.resolve('busybox:local');
+    assert.ok(base);
+    const layout = await mkdtemp(join(tmpdir(), 'tsbuild-layout-'));
+    try {
+      await writeOciLayout(layout, ts.store.content, base, ['other:v2']);
+      await writeOciLayout(layout, ts.store.content, base, ['base:v1']);
+      // as skopeo writes a layout: the tag alone, no full name
+      const idx = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] };
+      for (const m of idx.manifests) m.annotations = { 'org.opencontainers.image.ref.name': m.annotations['org.opencontainers.image.ref.name']! };
+      await writeFile(join(layout, 'index.json'), JSON.stringify(idx));
+      const { res } = await run('FROM base\nRUN echo from-layout > /l\n', { buildContexts: { base: `oci-layout://${layout}:v1` } });
+      const f = await files(res);
+      assert.equal(await f.read('l'), 'from-layout\n');
+      await f.done();
+      await assert.rejects(run('FROM base\n', { buildContexts: { base: `oci-layout://${layout}:v3` } }), /base/);
+    } finally {
+      await rm(layout, { recursive: true, force: true });
+    }
   });
 });
