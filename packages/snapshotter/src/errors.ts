@@ -165,13 +165,18 @@ export class LayerLimitError extends SnapshotterError {
  * A file name is not valid UTF-8 (say Latin-1 bytes). tsbuild handles paths as strings,
  * so it cannot keep such a name byte for byte; rather than store a changed name (or drop
  * the file), the layer, diff or context walk that met it fails. `path` shows the bytes
- * that are not UTF-8 as `\xNN`.
+ * that are not UTF-8 as `\xNN`; with `symlink`, it is that symlink's target. `detail` is
+ * the message without `where` (what was being read, e.g. a host directory).
  */
 export class UnsupportedFileNameError extends SnapshotterError {
   override name = 'UnsupportedFileNameError';
   readonly code = 'FAILED_PRECONDITION' as const;
-  constructor(readonly path: string, readonly where: string) {
-    super(`${where}: the file name ${path} is not valid UTF-8, which tsbuild does not support (it would change the name)`);
+  readonly detail: string;
+  constructor(readonly path: string, readonly where: string, readonly symlink?: string) {
+    const what = symlink === undefined ? `the file name ${path}` : `the target ${path} of the symlink ${JSON.stringify(symlink)}`;
+    const detail = `${what} is not valid UTF-8, which tsbuild does not support (it would change the ${symlink === undefined ? 'name' : 'target'})`;
+    super(`${where}: ${detail}`);
+    this.detail = detail;
   }
 }
 

@@ -37,8 +37,8 @@ export { crashPoint } from './crash-point.js';
 export { pidAlive, bootId } from './util/process.js';
 /** Native addon helpers the executor uses (false/undefined when the addon is not built). */
 export { markInheritedFdsCloexec } from './util/native.js';
-/** File names that are not UTF-8: checked decoding and an escaped form for messages. */
-export { escapeName, utf8Name } from './util/file-names.js';
+/** File names that are not UTF-8: a checked decoding (throws UnsupportedFileNameError). */
+export { utf8Name } from './util/file-names.js';
 /** Linux dev_t → major and minor (glibc's encoding). */
 export { splitDev } from './tar/walk.js';
 /** Inodes named exactly (O_PATH fds checked through /proc/self/fd), immune to symlink swaps. */

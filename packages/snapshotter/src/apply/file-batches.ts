@@ -3,8 +3,9 @@
  * each small file (path in a parent it verified, metadata) to {@link FileBatches.reserve}
  * and copies its body into the batch's arena; full batches go to the addon's
  * `writeFiles`, which creates them on a thread-pool thread, two batches at a time. File
- * creation is kernel work that scales with threads (two `tar -x` of disjoint halves of the bench tree: 4.9–5.1 s
- * against 8.1–9.2 s for one), and the main thread keeps parsing the tar meanwhile.
+ * creation is kernel work that scales with threads (two `tar -x` of disjoint halves of
+ * the bench tree: 4.9–5.1 s against 8.1–9.2 s for one), and the main thread keeps
+ * parsing the tar meanwhile.
  *
  * Ordering contract: a queued file exists once {@link FileBatches.flush} resolves. The
  * applier flushes before anything whose outcome depends on a queued file: a lookup of a

@@ -58,7 +58,7 @@ export function fsEntry(rel: string, abs: string, st: NodeStat, xattrs: Xattrs |
 /** A symlink's target; one that is not UTF-8 is refused (UnsupportedFileNameError), not changed. */
 function linkTarget(abs: string, rel: string): string {
   const t = readlinkSync(abs, 'utf8');
-  return t.includes('\uFFFD') ? utf8Name(readlinkSync(abs, 'buffer'), `the target of symlink ${JSON.stringify(rel)}`) : t;
+  return t.includes('\uFFFD') ? utf8Name(readlinkSync(abs, 'buffer'), 'tree walk', rel) : t;
 }
 
 /** Whiteout / opaque marker entry: empty regular file, mode 0, owner 0, mtime 0. */

@@ -73,7 +73,11 @@ describe('file names that are not UTF-8', () => {
 
   for (const useNative of [true, false]) {
     it(`the tree walk refuses such a name (${useNative ? 'addon' : 'JS walk'}) and keeps a real U+FFFD`, async (t) => {
-      if (useNative && native() === undefined) return t.skip('the addon is not built');
+      if (useNative && native() === undefined) {
+        // npm ci builds it; only a developer's checkout without it skips
+        assert.notEqual(process.env.CI, 'true', 'the native addon is not built');
+        return t.skip('the addon is not built');
+      }
       setNativeEnabled(useNative);
       try {
         const dir = await mkdtemp(join(base, 'walk-'));
@@ -95,7 +99,7 @@ describe('file names that are not UTF-8', () => {
       (async () => {
         for await (const _ of treeTarStream(dir));
       })(),
-      (e: unknown) => e instanceof UnsupportedFileNameError && e.path === '"lat\\xe9in"' && /^the target of symlink "l"/.test(e.message),
+      (e: unknown) => e instanceof UnsupportedFileNameError && e.path === '"lat\\xe9in"' && e.symlink === 'l' && /the target "lat\\xe9in" of the symlink "l" is not valid UTF-8/.test(e.message),
     );
   });
 
@@ -119,15 +123,10 @@ describe('file names that are not UTF-8', () => {
     assert.deepEqual(await readdir(target), ['café']);
   });
 
-  it('GNU tar archives of such a name are refused by the applier', async (t) => {
+  it('GNU tar archives of such a name are refused by the applier', async () => {
     const src = await mkdtemp(join(base, 'gnu-'));
     await writeFile(Buffer.concat([Buffer.from(`${src}/`), latin1]), 'z');
-    let tar: Buffer;
-    try {
-      tar = execFileSync('tar', ['-cf', '-', '-C', src, '.']);
-    } catch {
-      return t.skip('tar(1) is not installed');
-    }
+    const tar = execFileSync('tar', ['-cf', '-', '-C', src, '.']);
     const target = await mkdtemp(join(base, 'apply-'));
     await assert.rejects(applyLayer(Readable.from([tar]), target), UnsupportedFileNameError);
   });

@@ -16,14 +16,17 @@ export function escapeName(bytes: Uint8Array): string {
   return `"${s}"`;
 }
 
-/** The UTF-8 string of a name's bytes; throws when they are not UTF-8 (`where` says what was read). */
-export function utf8Name(bytes: Uint8Array, where: string): string {
+/**
+ * The UTF-8 string of a name's bytes; throws when they are not UTF-8 (`where` says what
+ * was read; `symlink`, when the bytes are that symlink's target).
+ */
+export function utf8Name(bytes: Uint8Array, where: string, symlink?: string): string {
   const s = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   if (s.includes('\uFFFD')) {
     try {
       strict.decode(bytes);
     } catch {
-      throw new UnsupportedFileNameError(escapeName(bytes), where);
+      throw new UnsupportedFileNameError(escapeName(bytes), where, symlink);
     }
   }
   return s;

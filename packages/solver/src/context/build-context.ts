@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { CacheDb, DirMemo, FileDigest } from '../cache/cache-db.js';
 import { sha256Key, type Key } from '../cache/keys.js';
-import { escapeName, splitDev, utf8Name } from '@tsbuild/snapshotter';
+import { splitDev, utf8Name } from '@tsbuild/snapshotter';
 import { BuildError } from '../errors.js';
 import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
 
@@ -49,12 +49,6 @@ export function specialKind(e: ContextEntry): SpecialKind {
   const k = SPECIAL_KINDS.get(e.mode & S_IFMT);
   if (k === undefined) throw new BuildError(`${JSON.stringify(e.rel)} has an unknown file type (mode ${e.mode.toString(8)})`, 'INTERNAL');
   return k;
-}
-
-/** Major and minor number of a device node's `rdev`. */
-export function devNumbers(rdev: number): [major: number, minor: number] {
-  const { major, minor } = splitDev(BigInt(rdev));
-  return [major, minor];
 }
 
 /**
@@ -287,16 +281,10 @@ export class BuildContext {
       throw new BuildError(`reading ${JSON.stringify(rootRel || '.')} in the build context: ${(err as Error).message}`, 'INTERNAL', { cause: err });
     }
     // Node decodes a name that is not UTF-8 with U+FFFD: the file could be neither read nor
-    // kept under its name, so say so instead of leaving it out
+    // kept under its name, so say so (UnsupportedFileNameError) instead of leaving it out
     if (names.some((n) => n.includes('\uFFFD'))) {
-      for (const raw of readdirSync(this.abs(rootRel), { encoding: 'buffer' })) {
-        try {
-          utf8Name(raw, 'COPY source');
-        } catch (err) {
-          const where = rootRel === '' ? '' : ` in ${JSON.stringify(rootRel)}`;
-          throw new BuildError(`the file name ${escapeName(raw)}${where} is not valid UTF-8, which tsbuild does not support (it would change the name)`, 'FAILED_PRECONDITION', { cause: err });
-        }
-      }
+      const prefix = Buffer.from(rootRel === '' ? '' : `${rootRel}/`);
+      for (const raw of readdirSync(this.abs(rootRel), { encoding: 'buffer' })) utf8Name(Buffer.concat([prefix, raw]), `build context ${this.dir}`);
     }
     const ds = this.db !== undefined ? this.dirState(rootRel) : undefined;
     if (ds !== undefined) ds.listed = names;
@@ -499,25 +487,21 @@ function containsAll(names: readonly string[], subset: readonly string[]): boole
   return true;
 }
 
-/** JSON.stringify of a string, without the call for the common names that need no escaping. */
-/** A context symlink's target; one that is not UTF-8 fails the build (it would change). */
+/** A context symlink's target; one that is not UTF-8 is refused (UnsupportedFileNameError), not changed. */
 function linkTargetOf(abs: string, rel: string): string {
   const t = readlinkSync(abs);
-  if (!t.includes('\uFFFD')) return t;
-  const raw = readlinkSync(abs, { encoding: 'buffer' });
-  try {
-    return utf8Name(raw, 'COPY source');
-  } catch (err) {
-    throw new BuildError(`the target ${escapeName(raw)} of the symlink ${JSON.stringify(rel)} is not valid UTF-8, which tsbuild does not support (it would change the target)`, 'FAILED_PRECONDITION', { cause: err });
-  }
+  return t.includes('\uFFFD') ? utf8Name(readlinkSync(abs, { encoding: 'buffer' }), 'build context', rel) : t;
 }
 
 /** What an `other` entry contributes to a key: its kind, and for a device node the device. */
 function specialDigest(e: ContextEntry): string {
   const k = specialKind(e);
-  return k === 'char' || k === 'block' ? `${k} ${devNumbers(e.rdev).join(',')}` : k;
+  if (k !== 'char' && k !== 'block') return k;
+  const { major, minor } = splitDev(BigInt(e.rdev));
+  return `${k} ${major},${minor}`;
 }
 
+/** JSON.stringify of a string, without the call for the common names that need no escaping. */
 function jsonString(s: string): string {
   return /^[^"\\\u0000-\u001f\ud800-\udfff]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
 }

@@ -341,10 +341,7 @@ class Builder {
   private withLocation(err: unknown, range: { start: { line: number; col: number } }): unknown {
     // a step met a name it cannot keep (in its result, or in a layer it applied): said
     // without the host path of the walk, at the instruction's line
-    if (err instanceof UnsupportedFileNameError) {
-      const link = err.where.startsWith('the target of symlink') ? `${err.where}: ` : '';
-      err = new BuildError(`${link}the file name ${err.path} is not valid UTF-8, which tsbuild does not support (it would change the name)`, 'FAILED_PRECONDITION', { cause: err });
-    }
+    if (err instanceof UnsupportedFileNameError) err = new BuildError(err.detail, 'FAILED_PRECONDITION', { cause: err });
     if (err instanceof BuildError && !err.location) err.location = this.location(range);
     return err;
   }

@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, copyFileSync, lchownSync, linkSync, lstatSync, openSync, readlinkSync, realpathSync, unlinkSync, utimesSync } from 'node:fs';
 import { chmod, chown, lchown, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
-import { fdPath, openExact } from '@tsbuild/snapshotter';
+import { fdPath, openExact, splitDev } from '@tsbuild/snapshotter';
 import { promisify } from 'node:util';
-import { devNumbers, hardlinkAnchors, specialKind, type BuildContext, type ContextEntry, type SourceMatch } from '../context/build-context.js';
+import { hardlinkAnchors, specialKind, type BuildContext, type ContextEntry, type SourceMatch } from '../context/build-context.js';
 import { BuildError } from '../errors.js';
 import { resolveInRoot } from '../executor/index.js';
 import { detectArchive, extractArchive } from './sources.js';
@@ -306,7 +306,8 @@ async function copySpecial(e: ContextEntry, target: string, owner: Owner, mode: 
     // O_EXCL: never through whatever appeared at the name
     closeSync(openSync(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600));
   } else {
-    const dev = kind === 'fifo' ? ['p'] : [kind === 'char' ? 'c' : 'b', ...devNumbers(e.rdev).map(String)];
+    const { major, minor } = splitDev(BigInt(e.rdev));
+    const dev = kind === 'fifo' ? ['p'] : [kind === 'char' ? 'c' : 'b', String(major), String(minor)];
     try {
       // the parent is a held fd's /proc/self/fd path: the child's cwd is set before it execs, while it still has our fds
       await execFileP('mknod', ['-m', (mode & 0o777).toString(8), '--', name, ...dev], { cwd: parent });
